@@ -1,0 +1,82 @@
+"""Tokens/s of the `hf` backend against plain `model.generate`, same prompts, same machine load.
+
+Both sample at T=0.8 with up to N new tokens. `generate` takes the prompts in fixed batches (its
+padding and finished rows included, as a user would call it); the backend takes them all and
+keeps `--batch` rows busy. Tokens counted are the generated tokens each returns before EOS.
+The last line is one JSON object.
+
+    python bench/generation.py --prompts 64 --batch 32 --new-tokens 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from reasoner import models
+from reasoner.generation import Sampling, get_backend
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=models.EMBEDDED)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", default=str(DATA))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = models.load(args.model)
+    tok = loaded.tokenizer
+    questions = [json.loads(line)["question"] for line in open(args.data)][: args.prompts]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in questions
+    ]
+    load_before = os.getloadavg()[0]
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    base_tokens = 0
+    eos = tok.eos_token_id
+    for s in range(0, len(prompts), args.batch):
+        enc = tok(prompts[s : s + args.batch], return_tensors="pt", padding=True, padding_side="left")
+        out = loaded.model.generate(
+            **enc, max_new_tokens=args.new_tokens, do_sample=True, temperature=0.8, top_p=1.0,
+            top_k=0, pad_token_id=tok.pad_token_id,
+        )
+        gen = out[:, enc["input_ids"].shape[1] :]
+        for row in gen.tolist():
+            base_tokens += row.index(eos) if eos in row else len(row)
+    base_time = time.perf_counter() - t0
+
+    backend = get_backend("hf")(loaded.model, tok)
+    sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
+    t0 = time.perf_counter()
+    outs = backend.generate(prompts, sampling)
+    ours_time = time.perf_counter() - t0
+    ours_tokens = sum(len(c.token_ids) for c in outs)
+
+    base_tps, ours_tps = base_tokens / base_time, ours_tokens / ours_time
+    print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
+    print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
+    print(f"speedup        : {ours_tps / base_tps:.2f}x   (load avg before {load_before:.2f}, after {os.getloadavg()[0]:.2f})")
+    print(json.dumps({
+        "bench": "generation", "model": args.model, "prompts": len(prompts), "batch": args.batch,
+        "max_new_tokens": args.new_tokens, "threads": args.threads,
+        "generate_tok_s": round(base_tps, 1), "backend_tok_s": round(ours_tps, 1),
+        "speedup_vs_generate": round(ours_tps / base_tps, 2),
+        "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

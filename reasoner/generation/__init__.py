@@ -1,0 +1,65 @@
+"""Generation backends behind one protocol, looked up by config name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample. ``temperature == 0`` is greedy decoding.
+
+    ``seed`` seeds request ``i`` with its own generator (``seed * 1_000_003 + i``), so a
+    request's sample does not depend on which other requests share its batch.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    batch_size: int = 32
+
+
+@dataclass
+class Completion:
+    """One generated continuation. ``logprobs[t]`` is log p(token_t) under the model at T=1."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str  # "stop" (a stop string), "eos", or "length"
+    prompt_tokens: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    def generate(self, prompts: list[str], sampling: Sampling, progress=None) -> list[Completion]:
+        """One completion per prompt, in order. ``progress(n_done)`` is called as rows finish."""
+
+    def score(self, prompts: list[str], continuations: list[str]) -> list[list[float]]:
+        """Token log-probabilities of each continuation after its prompt."""
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        if name in BACKENDS and BACKENDS[name] is not factory:
+            raise ValueError(f"generation backend {name!r} is already registered")
+        BACKENDS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_backend(name: str) -> Callable[..., Backend]:
+    if name not in BACKENDS:
+        raise KeyError(f"unknown generation backend {name!r}; valid: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name]
+
+
+from reasoner.generation import hf as _hf  # noqa: E402,F401  (registers "hf")
