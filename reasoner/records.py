@@ -145,9 +145,7 @@ def from_dict(cls: type[R], data: Any, *, path: str | Path = "<memory>", line: i
             expected = getattr(hints[f.name], "__name__", str(hints[f.name]))
             raise RecordError(path, line, f.name, f"expected {expected}, got {value!r:.60}")
         if f.name in _NESTED and cls is Tree:
-            value = [
-                from_dict(_NESTED[f.name], v, path=path, line=line) for v in value
-            ]
+            value = [from_dict(_NESTED[f.name], v, path=path, line=line) for v in value]
         kwargs[f.name] = value
     return cls(**kwargs)
 

@@ -39,9 +39,7 @@ class HFBackend:
         return self.generate_ids(encoded, sampling, progress)
 
     @torch.inference_mode()
-    def generate_ids(
-        self, prompts: list[list[int]], sampling: Sampling, progress=None
-    ) -> list[Completion]:
+    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, progress=None) -> list[Completion]:
         results: list[Completion | None] = [None] * len(prompts)
         # Longest prompts first: rows that join together have similar lengths (less padding).
         pending = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -69,9 +67,7 @@ class HFBackend:
                     progress(done)
         return results  # type: ignore[return-value]
 
-    def _prefill(
-        self, state: _Batch, take: list[int], prompts, sampling: Sampling, shared: int
-    ) -> torch.Tensor:
+    def _prefill(self, state: _Batch, take: list[int], prompts, sampling: Sampling, shared: int) -> torch.Tensor:
         """Prefill prompts ``take`` and join them to the live batch.
 
         The first ``shared`` tokens are common to every prompt of this call: their keys and
@@ -144,9 +140,7 @@ class HFBackend:
             tokens = _sample(logits / sampling.temperature, sampling.top_p, u.to(logits.device))
         chosen = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         finished = []
-        for row, (req, tok, lp) in enumerate(
-            zip(state.requests, tokens.tolist(), chosen.tolist(), strict=True)
-        ):
+        for row, (req, tok, lp) in enumerate(zip(state.requests, tokens.tolist(), chosen.tolist(), strict=True)):
             req.tokens.append(tok)
             req.logprobs.append(lp)
             if tok in self.eos_ids:
@@ -174,9 +168,7 @@ class HFBackend:
 
     # --------------------------------------------------------------------------------- score
     @torch.inference_mode()
-    def score(
-        self, prompts: list[str], continuations: list[str], batch_size: int = 8
-    ) -> list[list[float]]:
+    def score(self, prompts: list[str], continuations: list[str], batch_size: int = 8) -> list[list[float]]:
         """Token log-probabilities of each continuation (tokenised on its own) after its prompt."""
         tok = self.tokenizer
         pairs = [

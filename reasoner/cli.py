@@ -1,0 +1,130 @@
+"""The `reasoner` command: one thin command per phase, plus iterate, runs and report.
+
+Each command parses its options and calls one library function; bad input (an unknown name,
+a missing file, a malformed --set) prints one clear line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reasoner import config as cfg
+from reasoner import loop, report
+from reasoner.console import console
+from reasoner.models import ModelSpecError
+from reasoner.records import RecordError
+from reasoner.run import RunDir, RunError, list_runs
+from reasoner.tasks import PackError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+
+USER_ERRORS = (cfg.ConfigError, RunError, PackError, RecordError, ModelSpecError, KeyError, FileNotFoundError)
+
+RunOpt = Annotated[str, typer.Option("--run", help="Run folder, or a name under ./runs/.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config (default: configs/default.toml values).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: section.key=value (repeatable).")]
+IterOpt = Annotated[int | None, typer.Option("--iteration", help="Iteration to act on (default: the first not done).")]
+
+
+def _fail(err: Exception) -> None:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def run_path(name: str) -> Path:
+    path = Path(name)
+    if path.exists() or "/" in name or name.startswith("."):
+        return path
+    return Path("runs") / name
+
+
+def open_run(run: str, config_file: Path | None, overrides: list[str] | None) -> tuple[RunDir, cfg.Config]:
+    """Create or reopen a run: a new run takes ``--config`` (or the defaults); an existing one
+    keeps its saved config unless ``--config``/``--set`` change it, and then only keys a
+    ``--set`` names."""
+    rd = RunDir(run_path(run))
+    overrides = overrides or []
+    if rd.exists() and config_file is None:
+        base = rd.saved_config()
+    else:
+        base = cfg.load(config_file)
+    config = cfg.apply_overrides(base, overrides)
+    loop.validate(config)
+    return rd, rd.open(config, overrides)
+
+
+@app.command()
+def iterate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Run the whole loop (or resume it at the first incomplete phase)."""
+    try:
+        rd, conf = open_run(run, config, set_)
+        results = loop.iterate(rd, conf)
+    except USER_ERRORS as err:
+        _fail(err)
+    console.print(report.eval_table(results))
+
+
+def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, iteration: int | None) -> None:
+    try:
+        rd, conf = open_run(run, config, set_)
+        k = iteration if iteration is not None else loop.current_iteration(rd, conf, name)
+        metrics = loop.run_single(rd, conf, k, name)
+    except USER_ERRORS as err:
+        _fail(err)
+    console.print(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def generate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Sample solutions to the iteration's training problems (writes rollouts.jsonl)."""
+    _phase("generate", run, config, set_, iteration)
+
+
+@app.command()
+def verify(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl)."""
+    _phase("verify", run, config, set_, iteration)
+
+
+@app.command()
+def train(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Train the policy on verified rollouts (writes policy/, resumes from train_state/)."""
+    _phase("train", run, config, set_, iteration)
+
+
+@app.command()
+def evaluate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Score the iteration's policy on the held-out split (writes eval.json)."""
+    _phase("evaluate", run, config, set_, iteration)
+
+
+@app.command()
+def runs(root: Annotated[Path, typer.Option(help="Folder holding runs.")] = Path("runs")) -> None:
+    """List runs with each phase's status."""
+    console.print(report.runs_table(list_runs(root)))
+
+
+@app.command("report")
+def report_cmd(
+    run: RunOpt,
+    plot: Annotated[Path | None, typer.Option(help="Write an SVG plot of pass@1 and training loss.")] = None,
+) -> None:
+    """Per-iteration evaluation table of a run; optionally an SVG plot of its metrics."""
+    try:
+        rd = RunDir(run_path(run))
+        rd.saved_config()
+        console.print(report.run_table(rd))
+        if plot is not None:
+            report.write_svg(rd, plot)
+            console.print(f"wrote {plot}")
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+if __name__ == "__main__":
+    app()

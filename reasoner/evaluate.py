@@ -1,0 +1,55 @@
+"""Scores of answers: pass@1, maj@k, pass@k (unbiased estimator), standard errors, per-level tables.
+
+Pure functions over lists; `reasoner.phases.evaluate` runs the model and calls these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021, arXiv 2107.03374):
+    1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """maj@k for one problem: is the most frequent extracted answer a correct one?
+    Ties go to the answer seen first; samples with no answer do not vote."""
+    votes = Counter(a for a in answers if a is not None)
+    if not votes:
+        return False
+    top = max(votes.values())
+    for a, ok in zip(answers, correct, strict=True):
+        if a is not None and votes[a] == top:
+            return ok
+    return False
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample standard deviation / sqrt(n))."""
+    n = len(values)
+    if n == 0:
+        return 0.0, 0.0
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def by_group(groups: Sequence[str], values: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Mean, standard error and count of ``values`` per group label (e.g. MATH level)."""
+    out: dict[str, list[float]] = {}
+    for g, v in zip(groups, values, strict=True):
+        out.setdefault(g, []).append(v)
+    return {
+        g: {"mean": mean_stderr(vs)[0], "stderr": mean_stderr(vs)[1], "n": len(vs)} for g, vs in sorted(out.items())
+    }

@@ -1,0 +1,94 @@
+"""Tables and plots of runs, from the manifest and metrics.jsonl only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from reasoner.run import RunDir, atomic_write_text
+
+PHASE_ORDER = ["generate", "verify", "train", "evaluate"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def eval_table(results: dict[int, dict]) -> Table:
+    table = Table(title="held-out evaluation")
+    keys = sorted({k for m in results.values() for k in m if k != "seconds"})
+    table.add_column("iteration")
+    for k in keys:
+        table.add_column(k)
+    for it in sorted(results):
+        table.add_row(str(it), *(_fmt(results[it].get(k)) for k in keys))
+    return table
+
+
+def runs_table(runs: list[RunDir]) -> Table:
+    table = Table(title="runs")
+    for col in ["run", "iteration", *PHASE_ORDER]:
+        table.add_column(col)
+    for rd in runs:
+        iterations = rd.manifest().get("iterations", {})
+        if not iterations:
+            table.add_row(str(rd.path), "-", *["pending"] * len(PHASE_ORDER))
+        for it in sorted(iterations, key=int):
+            phases = iterations[it]
+            table.add_row(str(rd.path), it, *(phases.get(p, {}).get("status", "pending") for p in PHASE_ORDER))
+    return table
+
+
+def run_table(rd: RunDir) -> Table:
+    rows = {}
+    for it, phases in rd.manifest().get("iterations", {}).items():
+        rows[int(it)] = {
+            **{f"train_{k}": v for k, v in phases.get("train", {}).get("metrics", {}).items() if k != "seconds"},
+            **{f"verify_{k}": v for k, v in phases.get("verify", {}).get("metrics", {}).items() if k != "seconds"},
+            **phases.get("evaluate", {}).get("metrics", {}),
+        }
+    return eval_table(rows)
+
+
+def series(rd: RunDir) -> dict[str, list[tuple[float, float]]]:
+    """Plottable series: pass@1 by iteration and training loss by global step."""
+    evals, loss = [], []
+    offset, last_iter = 0, None
+    for e in rd.metrics():
+        if e.get("phase") == "evaluate" and e.get("event") == "phase_complete" and "pass@1" in e:
+            evals.append((float(e["iteration"]), float(e["pass@1"])))
+        if e.get("phase") == "train" and "loss" in e and "step" in e:
+            if e["iteration"] != last_iter:
+                offset, last_iter = (loss[-1][0] if loss else 0), e["iteration"]
+            loss.append((offset + e["step"], float(e["loss"])))
+    return {"pass@1": evals, "train loss": loss}
+
+
+def write_svg(rd: RunDir, path: Path, width: int = 420, height: int = 220) -> None:
+    """Two small line charts side by side, as a dependency-free SVG."""
+    charts = []
+    for n, (name, points) in enumerate(series(rd).items()):
+        x0 = n * (width + 20)
+        charts.append(f'<text x="{x0 + 10}" y="16" font-size="13">{name}</text>')
+        charts.append(f'<rect x="{x0}" y="24" width="{width}" height="{height}" fill="none" stroke="#999"/>')
+        if len(points) >= 1:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            xmin, xmax = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+            ymin, ymax = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+            pts = " ".join(
+                f"{x0 + 10 + (x - xmin) / (xmax - xmin) * (width - 20):.1f},"
+                f"{24 + height - 10 - (y - ymin) / (ymax - ymin) * (height - 20):.1f}"
+                for x, y in points
+            )
+            charts.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+            charts.append(f'<text x="{x0 + 10}" y="{height + 40}" font-size="11">min {ymin:.3f}  max {ymax:.3f}</text>')
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 30}" height="{height + 50}">'
+        + "".join(charts)
+        + "</svg>\n"
+    )
+    atomic_write_text(path, svg)

@@ -1,0 +1,312 @@
+"""The run directory: the only module that reads and writes it.
+
+    runs/NAME/config.toml      resolved config, written once (changes only through --set)
+    runs/NAME/manifest.json    per iteration and phase: status, started, finished, artefacts, metrics
+    runs/NAME/metrics.jsonl    one line per logged event
+    runs/NAME/iter_0001/...    the phases' artefacts
+
+Every write is atomic (temporary file in the same folder, fsync, rename), so a SIGKILL leaves
+either the old file or the new one. A phase is marked complete only after its artefacts exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reasoner import config as cfg
+from reasoner.records import R, iter_jsonl, jsonl_text
+
+PENDING, RUNNING, COMPLETE = "pending", "running", "complete"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (config mismatch, missing phase output)."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_jsonl(path: Path, records: Iterable[Any]) -> None:
+    atomic_write_text(path, jsonl_text(records))
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it replaces ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as handle:
+                    os.fsync(handle.fileno())
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+        _fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ------------------------------------------------------------------------------ run folder
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.toml"
+        self.manifest_path = self.path / "manifest.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+
+    # ------------------------------------------------------------------------------ config
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def open(self, config: cfg.Config, overrides: list[str] | None = None) -> cfg.Config:
+        """Create the run with ``config``, or check ``config`` against the saved one.
+
+        A resumed run may only change keys that a ``--set`` names; the change is recorded in
+        the manifest and the saved config is updated. Returns the config to use.
+        """
+        if not self.exists():
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.config_path, cfg.to_toml(config))
+            manifest = self.manifest()
+            manifest["created"] = _now()
+            self._save_manifest(manifest)
+            return config
+        saved = self.saved_config()
+        changes = cfg.diff(saved, config)
+        named = {".".join(cfg.parse_override(o)[:2]) for o in overrides or []}
+        refused = sorted(set(changes) - named)
+        if refused:
+            lines = ", ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused)
+            raise RunError(
+                f"{self.config_path}: the config differs from the run's saved config ({lines}); "
+                "name each change with --set section.key=value to accept it"
+            )
+        if changes:
+            manifest = self.manifest()
+            manifest.setdefault("config_changes", []).append(
+                {"at": _now(), "changes": {k: list(v) for k, v in changes.items()}}
+            )
+            atomic_write_text(self.config_path, cfg.to_toml(config))
+            self._save_manifest(manifest)
+        return config
+
+    def saved_config(self) -> cfg.Config:
+        if not self.exists():
+            raise RunError(f"{self.path} is not a run (no config.toml); start one with `reasoner iterate`")
+        return cfg.load(self.config_path)
+
+    # ---------------------------------------------------------------------------- manifest
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {"version": 1, "iterations": {}, "config_changes": []}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def _save_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
+
+    def phase(self, iteration: int, name: str) -> dict[str, Any]:
+        return self.manifest()["iterations"].get(str(iteration), {}).get(name, {"status": PENDING})
+
+    def is_complete(self, iteration: int, name: str) -> bool:
+        return self.phase(iteration, name).get("status") == COMPLETE
+
+    def begin_phase(self, iteration: int, name: str, keep_steps_upto: int | None = None) -> None:
+        """Mark a phase running and drop metrics it logged past its resume point."""
+        self.truncate_metrics(iteration, name, keep_steps_upto)
+        manifest = self.manifest()
+        entry = manifest["iterations"].setdefault(str(iteration), {}).setdefault(name, {})
+        entry.update(status=RUNNING, started=entry.get("started") or _now())
+        self._save_manifest(manifest)
+
+    def complete_phase(self, iteration: int, name: str, artefacts: list[str], metrics: dict[str, Any]) -> None:
+        for rel in artefacts:
+            if not (self.path / rel).exists():
+                raise RunError(f"phase {name} of iteration {iteration} did not produce {rel}")
+        self.log({"iteration": iteration, "phase": name, "event": "phase_complete", **metrics})
+        manifest = self.manifest()
+        entry = manifest["iterations"].setdefault(str(iteration), {}).setdefault(name, {})
+        entry.update(status=COMPLETE, finished=_now(), artefacts=artefacts, metrics=metrics)
+        self._save_manifest(manifest)
+
+    # ----------------------------------------------------------------------------- metrics
+    def log(self, event: dict[str, Any]) -> None:
+        """Append one metrics line (with a timestamp) and fsync it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({**event, "time": time.time()}, sort_keys=True) + "\n"
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        out = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-append; it is rewritten on resume
+        return out
+
+    def truncate_metrics(self, iteration: int, phase: str, keep_steps_upto: int | None) -> None:
+        """Drop lines of (iteration, phase) logged after the point a resumed phase restarts
+        from, so a resumed run's metrics equal an uninterrupted run's."""
+
+        def keep(e: dict[str, Any]) -> bool:
+            if e.get("iteration") != iteration or e.get("phase") != phase:
+                return True
+            step = e.get("step")
+            return keep_steps_upto is not None and step is not None and step <= keep_steps_upto
+
+        events = self.metrics()
+        kept = [e for e in events if keep(e)]
+        raw = self.metrics_path.read_text(encoding="utf-8") if self.metrics_path.exists() else ""
+        if len(kept) != len(events) or (raw and not raw.endswith("\n")):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+
+    # ---------------------------------------------------------------------------- artefacts
+    def iter_dir(self, iteration: int) -> Path:
+        return self.path / f"iter_{iteration:04d}"
+
+    def artefact(self, iteration: int, name: str) -> Path:
+        return self.iter_dir(iteration) / name
+
+    def rel(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.path))
+
+    def write_records(self, iteration: int, name: str, records: Iterable[Any]) -> str:
+        path = self.artefact(iteration, name)
+        atomic_write_jsonl(path, records)
+        return self.rel(path)
+
+    def read_records(self, iteration: int, name: str, cls: type[R]) -> list[R]:
+        path = self.artefact(iteration, name)
+        if not path.exists():
+            raise RunError(f"{path} is missing: run the phase that writes it first")
+        return list(iter_jsonl(path, cls))
+
+    def write_json(self, iteration: int, name: str, data: Any) -> str:
+        path = self.artefact(iteration, name)
+        atomic_write_json(path, data)
+        return self.rel(path)
+
+    def chunks(self, iteration: int, name: str) -> ChunkStore:
+        return ChunkStore(self.artefact(iteration, f"{name}.parts"))
+
+    @contextmanager
+    def checkpoint_dir(self, iteration: int, name: str) -> Iterator[Path]:
+        with atomic_dir(self.artefact(iteration, name)) as tmp:
+            yield tmp
+
+    def state_dir(self, iteration: int) -> StateStore:
+        return StateStore(self.artefact(iteration, "train_state"))
+
+
+class ChunkStore:
+    """Numbered JSONL parts of a phase's output; a killed phase keeps its finished parts."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"part-{index:05d}.jsonl"
+
+    def has(self, index: int) -> bool:
+        return self.path(index).exists()
+
+    def write(self, index: int, records: Iterable[Any]) -> None:
+        atomic_write_jsonl(self.path(index), records)
+
+    def read(self, index: int, cls: type[R]) -> list[R]:
+        return list(iter_jsonl(self.path(index), cls))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StateStore:
+    """Training state folders ``step-NNNNNN`` and a ``latest`` pointer written last."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def latest(self) -> Path | None:
+        pointer = self.folder / "latest"
+        if not pointer.exists():
+            return None
+        path = self.folder / pointer.read_text().strip()
+        return path if path.exists() else None
+
+    @contextmanager
+    def save(self, step: int) -> Iterator[Path]:
+        target = self.folder / f"step-{step:06d}"
+        with atomic_dir(target) as tmp:
+            yield tmp
+        atomic_write_text(self.folder / "latest", target.name + "\n")
+        for old in self.folder.glob("step-*"):
+            if old.name != target.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def list_runs(root: Path) -> list[RunDir]:
+    if not root.exists():
+        return []
+    return [RunDir(p) for p in sorted(root.iterdir()) if (p / "config.toml").exists()]

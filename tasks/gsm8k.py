@@ -1,0 +1,62 @@
+"""`gsm8k`: grade-school math word problems, loaded through `datasets`.
+
+``source`` is a folder with ``train.jsonl`` and ``test.jsonl`` (fields ``question`` and
+``answer``, the answer ending in ``#### N``) or a hub name (only then is the network used).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from reasoner.tasks import PackError, register
+from reasoner.tasks.loading import load_split
+
+from reasoner.records import Problem
+
+SYSTEM = "Solve the problem step by step, one step per line. Finish with 'The answer is N.'"
+
+
+@register("gsm8k")
+class GSM8KPack:
+    name = "gsm8k"
+    extractor = "flexible"
+    verifier = "numeric"
+
+    def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
+        self.source = source
+        self.prompt = prompt
+
+    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
+        rows = load_split(self.source, split, config_name="main", pack=self.name)
+        indices = list(range(len(rows)))
+        if split == "train":
+            random.Random(seed).shuffle(indices)
+        out = []
+        for i in indices[:n]:
+            row = rows[i]
+            for key in ("question", "answer"):
+                if not isinstance(row.get(key), str):
+                    raise PackError(f"gsm8k {split} row {i + 1}: field '{key}' missing or not text")
+            solution, _, answer = row["answer"].rpartition("####")
+            solution = re.sub(r"<<[^>]*>>", "", solution).strip()
+            out.append(
+                Problem(
+                    id=f"gsm8k-{split}-{i}",
+                    pack=self.name,
+                    question=row["question"],
+                    answer=answer.strip().replace(",", ""),
+                    solution=solution,
+                )
+            )
+        return out
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem.question}]
+
+    def split_steps(self, text: str) -> list[str]:
+        return [line.strip() for line in text.strip().splitlines() if line.strip()]
+
+    def check_steps(self, problem: Problem, steps: list[str]) -> None:
+        return None

@@ -1,0 +1,95 @@
+import torch
+
+from reasoner.generation import Sampling, get_backend
+from reasoner.generation.hf import _common_prefix, _sample
+
+PREFIX = "You are a careful solver. Answer briefly and end with the answer. "
+
+
+def _prompts(n=7):
+    return [PREFIX + f"Q{i}: " + "x" * (i % 4) for i in range(n)]
+
+
+def _reference_greedy(tiny, prompt, n):
+    ids = tiny.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    out = tiny.model.generate(**ids, max_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None)
+    return out[0, ids["input_ids"].shape[1] :].tolist()
+
+
+def test_greedy_matches_model_generate_with_refill_and_shared_prefix(tiny):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    prompts = _prompts()
+    # batch 3 < 7 prompts: rows are refilled; the prompts share a 67-character prefix.
+    outs = backend.generate(prompts, Sampling(temperature=0, max_new_tokens=12, batch_size=3))
+    for prompt, out in zip(prompts, outs, strict=True):
+        assert out.token_ids == _reference_greedy(tiny, prompt, 12)
+        assert out.finish_reason == "length" and len(out.logprobs) == 12
+
+
+def test_logprobs_equal_score(tiny):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    prompts = _prompts(4)
+    outs = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=10, seed=3, batch_size=2))
+    scored = backend.score_ids(
+        [
+            (tiny.tokenizer(p, add_special_tokens=False)["input_ids"], o.token_ids)
+            for p, o in zip(prompts, outs, strict=True)
+        ]
+    )
+    for out, lp in zip(outs, scored, strict=True):
+        assert torch.allclose(torch.tensor(out.logprobs), torch.tensor(lp), atol=1e-4)
+
+
+def test_samples_depend_on_seed_not_on_batching(tiny):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    prompts = _prompts(6)
+    a = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=16, seed=5, batch_size=6))
+    b = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=16, seed=5, batch_size=2))
+    c = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=16, seed=6, batch_size=6))
+    assert [o.token_ids for o in a] == [o.token_ids for o in b]
+    assert [o.token_ids for o in a] != [o.token_ids for o in c]
+
+
+def test_stop_strings_end_rows_early(tiny):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    outs = backend.generate(
+        _prompts(8), Sampling(temperature=1.0, max_new_tokens=400, stop=("e",), seed=1, batch_size=4)
+    )
+    stopped = [o for o in outs if o.finish_reason == "stop"]
+    assert stopped, "a random char model samples 'e' within 400 tokens"
+    for o in stopped:
+        assert o.text.endswith("e") and "e" not in o.text[:-1]
+        assert len(o.token_ids) < 400
+
+
+def test_eos_finishes_a_row_and_is_not_returned(tiny, monkeypatch):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    forward, calls = tiny.model.forward, []
+
+    def eos_on_third_step(*args, **kwargs):  # <eos> (id 1) wins from the third forward on
+        out = forward(*args, **kwargs)
+        calls.append(1)
+        if len(calls) >= 3:
+            out.logits[..., 1] += 100.0
+        return out
+
+    monkeypatch.setattr(tiny.model, "forward", eos_on_third_step)
+    outs = backend.generate(["ab", "cd"], Sampling(temperature=0, max_new_tokens=9, batch_size=2))
+    # forward 1: prefill -> token 1; forward 2: decode -> token 2; forward 3 -> <eos>.
+    assert [o.finish_reason for o in outs] == ["eos", "eos"]
+    assert [len(o.token_ids) for o in outs] == [2, 2]
+    assert all(1 not in o.token_ids for o in outs)
+
+
+def test_common_prefix_leaves_each_prompt_a_token():
+    assert _common_prefix([[1, 2, 3], [1, 2, 4]]) == 2
+    assert _common_prefix([[1, 2], [1, 2, 3]]) == 1
+    assert _common_prefix([[5], [6]]) == 0
+
+
+def test_inverse_cdf_sampling_by_hand():
+    # probs softmax([0, ln 3]) = [0.25, 0.75]: u < 0.25 picks token 0, otherwise token 1.
+    logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))]] * 3)
+    assert _sample(logits, 1.0, torch.tensor([0.1, 0.3, 0.99])).tolist() == [0, 1, 1]
+    # top_p 0.5 keeps only the 0.75 token.
+    assert _sample(logits, 0.5, torch.tensor([0.0, 0.5, 0.99])).tolist() == [1, 1, 1]

@@ -1,0 +1,112 @@
+import math
+import random
+
+import pytest
+import torch
+
+from reasoner import models
+from reasoner.config import TrainConfig
+from reasoner.records import Trajectory
+from reasoner.training.engine import TorchEngine, lr_lambda
+from reasoner.training.objectives import get_objective
+from reasoner.training.objectives.rft import SFTExample, nll_sum, select
+
+
+def _examples(n=8, seed=0):
+    rng = random.Random(seed)
+    return [
+        SFTExample(
+            [rng.randrange(3, 100) for _ in range(rng.randint(3, 6))],
+            [rng.randrange(3, 100) for _ in range(rng.randint(2, 5))],
+            f"e{i}",
+        )
+        for i in range(n)
+    ]
+
+
+def _engine(lora: int, total: int = 6, seed: int = 0):
+    cfg = TrainConfig(lora_rank=lora, batch_size=4, micro_batch_size=2, learning_rate=1e-2, warmup_steps=1)
+    return TorchEngine(models.tiny_model(seed), cfg, total_steps=total)
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_one_step_changes_every_trainable_parameter(lora):
+    engine = _engine(lora)
+    before = {n: p.detach().clone() for n, p in engine.params.items()}
+    # LoRA's B starts at zero, so A's gradient is zero on the first step: take two.
+    for _ in range(2 if lora else 1):
+        metrics = engine.train_step(_examples(4), get_objective("rft"))
+    assert math.isfinite(metrics["loss"]) and metrics["loss"] > 0
+    unchanged = [n for n, p in engine.params.items() if torch.equal(p, before[n])]
+    assert not unchanged
+    if lora:
+        assert all("lora_" in n for n in engine.params)
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_n_steps_equal_k_steps_resume_and_the_rest(tmp_path, lora):
+    data, objective = _examples(24), get_objective("rft")
+    batches = [data[i : i + 4] for i in range(0, 24, 4)]
+    straight = _engine(lora)
+    losses = [straight.train_step(b, objective)["loss"] for b in batches]
+
+    first = _engine(lora)
+    resumed_losses = [first.train_step(b, objective)["loss"] for b in batches[:2]]
+    first.save_state(tmp_path)
+    torch.manual_seed(123)  # the resumed process starts with other RNG state
+    second = _engine(lora, seed=0)
+    second.load_state(tmp_path)
+    assert second.step == 2
+    resumed_losses += [second.train_step(b, objective)["loss"] for b in batches[2:]]
+    assert resumed_losses == losses
+    for name, p in straight.params.items():
+        assert torch.equal(p, second.params[name]), name
+
+
+def test_accumulation_equals_one_big_batch():
+    data, objective = _examples(4), get_objective("rft")
+    a = TorchEngine(models.tiny_model(0), TrainConfig(lora_rank=0, batch_size=4, micro_batch_size=4), 3)
+    b = TorchEngine(models.tiny_model(0), TrainConfig(lora_rank=0, batch_size=4, micro_batch_size=1), 3)
+    la, lb = a.train_step(data, objective)["loss"], b.train_step(data, objective)["loss"]
+    assert la == pytest.approx(lb, rel=1e-5)
+    for name, p in a.params.items():
+        assert torch.allclose(p, b.params[name], atol=1e-6), name
+
+
+def test_nll_sum_by_hand():
+    # vocab 2, logits [0, 0] at every position: p = 0.5 for either token, -log p = ln 2.
+    logits = torch.zeros(1, 3, 2)
+    ids = torch.tensor([[0, 1, 0]])
+    mask = torch.tensor([[0, 1, 1]])  # tokens 1 and 2 are trained: 2 * ln 2
+    assert nll_sum(logits, ids, mask).item() == pytest.approx(2 * math.log(2))
+    # logits [0, ln 3] favour token 1 with p = 3/4: trained tokens are 1 (p 3/4) and 0 (p 1/4).
+    logits = torch.tensor([[[0.0, math.log(3)]] * 3])
+    assert nll_sum(logits, ids, mask).item() == pytest.approx(-math.log(0.75) - math.log(0.25))
+
+
+def test_lr_schedule_by_hand():
+    f = lr_lambda(warmup=2, total=6)
+    assert [round(f(s), 4) for s in range(7)] == [0.3333, 0.6667, 1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+def _traj(pid, text, correct, gold_steps=None):
+    meta = {"gold_steps": gold_steps} if gold_steps is not None else {}
+    return Trajectory(id=f"{pid}/{text}", problem_id=pid, prompt="", steps=[], text=text, correct=correct, meta=meta)
+
+
+def test_select_keeps_correct_distinct_step_valid_samples():
+    trajs = [
+        _traj("a", "x", True, [True]),
+        _traj("a", "x", True, [True]),  # duplicate text
+        _traj("a", "y", True, [False, True]),  # right answer through a wrong step
+        _traj("a", "z", False),
+        _traj("b", "u", True, [None, True]),
+        _traj("b", "v", True),
+        _traj("b", "w", True),
+    ]
+    kept = select(trajs, require_steps=True, max_per_problem=2, seed=0)
+    texts = sorted(t.text for t in kept)
+    assert texts.count("x") == 1 and "y" not in texts and "z" not in texts
+    assert sum(t.problem_id == "b" for t in kept) == 2 and len(kept) == 3
+    loose = select(trajs, require_steps=False, max_per_problem=5, seed=0)
+    assert sorted(t.text for t in loose) == ["u", "v", "w", "x", "y"]
