@@ -74,7 +74,7 @@ def main() -> None:
     print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
     print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
     print(
-        f"speedup        : {ours_tps / base_tps:.2f}x   (load avg before {load_before:.2f}, after {os.getloadavg()[0]:.2f})"
+        f"speedup        : {ours_tps / base_tps:.2f}x   (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f})"
     )
     print(
         json.dumps(

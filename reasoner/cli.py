@@ -30,6 +30,18 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key:
 IterOpt = Annotated[int | None, typer.Option("--iteration", help="Iteration to act on (default: the first not done).")]
 
 
+@app.callback()
+def _quiet() -> None:
+    """Keep library chatter (weight-loading bars, deprecation notes) out of the phase output."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def _fail(err: Exception) -> None:
     message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     console.print(f"[red]error:[/red] {message}", soft_wrap=True)

@@ -254,7 +254,8 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     by_id = {p.id: p for p in problems}
     judge(s, by_id, trajs + samples)
     report = summarise(problems, trajs, samples, ec.k)
-    report.update(iteration=k, policy=spec, test_size=len(problems))
+    policy = s.run.rel(Path(spec)) if k > 0 else spec  # run-relative: runs can be moved
+    report.update(iteration=k, policy=policy, test_size=len(problems))
     rels = [s.run.write_json(k, "eval.json", report), s.run.write_records(k, "eval_samples.jsonl", trajs)]
     return rels, {
         key: report[key] for key in ("pass@1", "pass@1_stderr", f"maj@{ec.k}", f"pass@{ec.k}") if key in report
@@ -287,6 +288,3 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
 
 PHASES = {"generate": generate, "verify": verify, "train": train, "evaluate": evaluate}
 
-
-def policy_path(run: RunDir, k: int) -> Path:
-    return run.artefact(k, "policy")

@@ -1,0 +1,173 @@
+"""SIGKILL a real `reasoner iterate` subprocess at several moments, resume it, and compare every
+artefact with an uninterrupted run (timestamps and durations aside)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[run]
+iterations = 2
+seed = 7
+threads = 1
+[model]
+policy = "tiny"
+[task]
+pack = "arith"
+train_size = 24
+test_size = 8
+prompt = "zeroshot"
+[generate]
+samples = 8
+max_new_tokens = 40
+temperature = 1.0
+batch_size = 16
+chunk_size = 4
+[verify]
+require_steps = false
+[train]
+lora_rank = 0
+learning_rate = 1e-3
+batch_size = 1
+micro_batch_size = 1
+epochs = 3
+max_per_problem = 8
+save_every = 1
+[evaluate]
+k = 2
+max_new_tokens = 24
+"""
+
+
+def _start(run: Path, config: Path | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "reasoner.cli", "iterate", "--run", str(run)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def _kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before the kill point: {proc.stderr.read()[-2000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("kill point never reached")
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _manifest_status(run: Path, iteration: int, phase: str) -> str | None:
+    try:
+        m = json.loads((run / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return m["iterations"].get(str(iteration), {}).get(phase, {}).get("status")
+
+
+def _snapshot(run: Path) -> dict[str, object]:
+    """Every file's bytes; manifest and metrics without times and durations."""
+    out: dict[str, object] = {}
+    for path in sorted(run.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = str(path.relative_to(run))
+        if rel == "manifest.json":
+            m = json.loads(path.read_text())
+            m.pop("created", None)
+            for phases in m["iterations"].values():
+                for entry in phases.values():
+                    entry.pop("started", None)
+                    entry.pop("finished", None)
+                    entry.get("metrics", {}).pop("seconds", None)
+            out[rel] = m
+        elif rel == "metrics.jsonl":
+            events = [json.loads(line) for line in path.read_text().splitlines()]
+            for e in events:
+                e.pop("time", None)
+                e.pop("seconds", None)
+            out[rel] = events
+        else:
+            out[rel] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    config = root / "c.toml"
+    config.write_text(CONFIG)
+    _finish(_start(root / "run", config))
+    snap = _snapshot(root / "run")
+    manifest = snap["manifest.json"]
+    # Preconditions that make the kill tests meaningful.
+    assert manifest["iterations"]["1"]["train"]["metrics"]["steps"] >= 4, "too few training steps to kill mid-way"
+    assert manifest["iterations"]["1"]["generate"]["metrics"]["trajectories"] == 24 * 8
+    return config, snap
+
+
+def _assert_same(run: Path, snap: dict) -> None:
+    got = _snapshot(run)
+    assert sorted(got) == sorted(snap)
+    for name in snap:
+        assert got[name] == snap[name], f"{name} differs after resume"
+
+
+def test_kill_during_generation(tmp_path, reference):
+    config, snap = reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    parts = run / "iter_0001" / "rollouts.parts"
+    _kill_when(proc, lambda: (parts / "part-00001.jsonl").exists())
+    assert not (run / "iter_0001" / "rollouts.jsonl").exists()  # killed inside the phase
+    _finish(_start(run, None))
+    _assert_same(run, snap)
+
+
+def test_kill_between_phases(tmp_path, reference):
+    config, snap = reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    _kill_when(proc, lambda: _manifest_status(run, 1, "verify") == "complete")
+    assert _manifest_status(run, 1, "train") != "complete"
+    _finish(_start(run, None))
+    _assert_same(run, snap)
+
+
+def test_kill_during_training_resumes_from_saved_step(tmp_path, reference):
+    config, snap = reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    latest = run / "iter_0001" / "train_state" / "latest"
+    _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000002")
+    assert not (run / "iter_0001" / "policy").exists()
+    err = _finish(_start(run, None))
+    assert "iter 1 train: resuming from step" in err
+    _assert_same(run, snap)
+
+
+def test_finished_run_does_nothing(tmp_path, reference):
+    config, snap = reference
+    run = tmp_path / "run"
+    _finish(_start(run, config))
+    mtimes = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    err = _finish(_start(run, None))
+    assert "iter 1 generate" not in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == mtimes
