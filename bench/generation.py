@@ -73,9 +73,7 @@ def main() -> None:
     base_tps, ours_tps = base_tokens / base_time, ours_tokens / ours_time
     print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
     print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
-    print(
-        f"speedup        : {ours_tps / base_tps:.2f}x   (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f})"
-    )
+    print(f"speedup        : {ours_tps / base_tps:.2f}x   (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f})")
     print(
         json.dumps(
             {

@@ -287,4 +287,3 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
 
 
 PHASES = {"generate": generate, "verify": verify, "train": train, "evaluate": evaluate}
-

@@ -93,3 +93,22 @@ def test_inverse_cdf_sampling_by_hand():
     assert _sample(logits, 1.0, torch.tensor([0.1, 0.3, 0.99])).tolist() == [0, 1, 1]
     # top_p 0.5 keeps only the 0.75 token.
     assert _sample(logits, 0.5, torch.tensor([0.0, 0.5, 0.99])).tolist() == [1, 1, 1]
+
+
+def test_repeated_prompts_are_prefilled_once_with_the_same_results(tiny, monkeypatch):
+    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    prompts = [p for p in _prompts(3) for _ in range(4)]  # 4 samples of each of 3 problems
+    sampling = Sampling(temperature=1.0, max_new_tokens=8, seed=2, batch_size=1)
+    one_by_one = backend.generate(prompts, sampling)
+    rows_prefilled = []
+    forward = tiny.model.forward
+
+    def counting(*args, **kwargs):
+        if kwargs.get("logits_to_keep") == 1 and kwargs["input_ids"].shape[1] > 1:
+            rows_prefilled.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny.model, "forward", counting)
+    together = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=8, seed=2, batch_size=12))
+    assert [o.token_ids for o in together] == [o.token_ids for o in one_by_one]
+    assert sum(rows_prefilled) == 3  # one prefill row per distinct prompt

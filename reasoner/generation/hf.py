@@ -75,10 +75,13 @@ class HFBackend:
         [shared prefix][left padding][own suffix]; positions come from the mask's cumsum, so
         the padding gap does not shift the rotary positions.
         """
-        suffixes = [prompts[i][shared:] for i in take]
+        # Requests with the same prompt (n samples of one problem) are prefilled once.
+        first_of: dict[tuple[int, ...], int] = {}
+        row_of = [first_of.setdefault(tuple(prompts[i][shared:]), len(first_of)) for i in take]
+        suffixes = list(first_of)
         width = max(len(s) for s in suffixes)
-        ids = torch.full((len(take), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(take), width), dtype=torch.long)
+        ids = torch.full((len(suffixes), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(suffixes), width), dtype=torch.long)
         for row, suffix in enumerate(suffixes):
             ids[row, width - len(suffix) :] = torch.tensor(suffix)
             mask[row, width - len(suffix) :] = 1
@@ -86,9 +89,10 @@ class HFBackend:
         cache = DynamicCache()
         if shared:
             for layer_idx, (k, v) in enumerate(self._prefix_kv(prompts[take[0]][:shared])):
-                size = (len(take), -1, -1, -1)
+                size = (len(suffixes), -1, -1, -1)
                 cache.update(k.expand(*size), v.expand(*size), layer_idx)
-            mask = torch.cat([torch.ones((len(take), shared), dtype=torch.long, device=self.device), mask], 1)
+            ones = torch.ones((len(suffixes), shared), dtype=torch.long, device=self.device)
+            mask = torch.cat([ones, mask], 1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         out = self.model(
             input_ids=ids,
@@ -98,8 +102,13 @@ class HFBackend:
             use_cache=True,
             logits_to_keep=1,
         )
-        new = [_Request(i, len(prompts[i]), _row_generator(sampling.seed, i)) for i in take]
         logits_new = out.logits[:, -1, :].float()
+        if len(suffixes) < len(take):
+            index = torch.tensor(row_of, device=self.device)
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+            mask, logits_new = mask[index], logits_new[index]
+        new = [_Request(i, len(prompts[i]), _row_generator(sampling.seed, i)) for i in take]
         if state.size == 0:
             state.cache, state.mask, state.requests = cache, mask, new
             state.positions = mask.sum(-1)

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reasoner.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "task.pack=gsm9k"], "unknown task pack 'gsm9k'"),
+        (["--set", "train.epochs"], "expected section.key=value"),
+        (["--set", "train.epoch=2"], "unknown key train.epoch"),
+        (["--config", "missing.toml"], "missing.toml does not exist"),
+        (["--set", "generate.searcher=dfs"], "unknown searcher 'dfs'; valid: best_of_n"),
+        (["--set", "model.policy=./no/such/folder"], "does not exist"),
+        (["--set", "task.pack=gsm8k"], "needs task.source"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(tmp_path, args, fragment):
+    result = runner.invoke(app, ["iterate", "--run", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split())
+
+
+def test_unknown_pack_writes_no_run(tmp_path):
+    runner.invoke(app, ["iterate", "--run", str(tmp_path / "r"), "--set", "task.pack=nope"])
+    assert not (tmp_path / "r").exists()
+
+
+TINY = [
+    "--set",
+    "model.policy=tiny",
+    "--set",
+    "run.iterations=1",
+    "--set",
+    "run.baseline_eval=false",
+    "--set",
+    "task.train_size=2",
+    "--set",
+    "task.test_size=2",
+    "--set",
+    "generate.samples=2",
+    "--set",
+    "generate.max_new_tokens=4",
+    "--set",
+    "evaluate.k=0",
+    "--set",
+    "evaluate.max_new_tokens=4",
+    "--set",
+    "task.prompt=zeroshot",
+]
+
+
+def test_phase_commands_read_the_previous_phase(tmp_path):
+    run = str(tmp_path / "r")
+    result = runner.invoke(app, ["verify", "--run", run, *TINY])
+    assert result.exit_code == 2 and "problems.jsonl is missing: run the phase that writes it first" in " ".join(
+        result.output.split()
+    )
+    assert runner.invoke(app, ["generate", "--run", run]).exit_code == 0
+    assert runner.invoke(app, ["verify", "--run", run]).exit_code == 0
+    rollouts = (tmp_path / "r" / "iter_0001" / "rollouts.jsonl").read_text().splitlines()
+    assert len(rollouts) == 4 and all(json.loads(line)["correct"] is not None for line in rollouts)
+    listing = runner.invoke(app, ["runs", "--root", str(tmp_path)])
+    assert "complete" in listing.output and "pending" in listing.output
+
+
+def test_resuming_with_a_changed_config_is_refused(tmp_path):
+    run = str(tmp_path / "r")
+    assert runner.invoke(app, ["generate", "--run", run, *TINY]).exit_code == 0
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("[train]\nepochs = 9\n")
+    result = runner.invoke(app, ["iterate", "--run", run, "--config", str(cfg), *TINY])
+    assert result.exit_code == 2 and "train.epochs" in result.output
+
+
+def test_report_writes_a_plot(tmp_path):
+    run = str(tmp_path / "r")
+    assert runner.invoke(app, ["iterate", "--run", run, *TINY]).exit_code == 0
+    out = tmp_path / "plot.svg"
+    result = runner.invoke(app, ["report", "--run", run, "--plot", str(out)])
+    assert result.exit_code == 0 and "pass@1" in result.output
+    assert out.read_text().startswith("<svg") and "polyline" in out.read_text()
