@@ -63,7 +63,7 @@ class Difficulty:
 class ArithPack:
     name = "arith"
     extractor = "flexible"
-    verifier = "numeric"
+    verifier = "math"
 
     def __init__(self, difficulty: dict[str, Any] | None = None, prompt: str = "fewshot", **_: Any):
         try:

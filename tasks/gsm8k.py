@@ -22,7 +22,7 @@ SYSTEM = "Solve the problem step by step, one step per line. Finish with 'The an
 class GSM8KPack:
     name = "gsm8k"
     extractor = "flexible"
-    verifier = "numeric"
+    verifier = "math"
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source

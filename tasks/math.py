@@ -22,7 +22,7 @@ SYSTEM = "Solve the problem. Separate reasoning steps with a blank line and put 
 class MathPack:
     name = "math"
     extractor = "flexible"
-    verifier = "numeric"
+    verifier = "math"
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source

@@ -30,7 +30,7 @@ def test_wheel_installs_tasks_and_verifiers_under_reasoner(tmp_path):
     )
     (wheel,) = tmp_path.glob("reasoner-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "reasoner/tasks/arith.py" in names and "reasoner/verifiers/numeric.py" in names
+    assert "reasoner/tasks/arith.py" in names and "reasoner/verifiers/registered.py" in names
     assert not any(n.startswith(("tasks/", "verifiers/")) for n in names)  # no bare top-level packages
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -39,7 +39,7 @@ def test_wheel_installs_tasks_and_verifiers_under_reasoner(tmp_path):
     code = (
         "import reasoner.tasks, reasoner.verifiers;"
         "p = reasoner.tasks.get_pack('arith').problems('test', 1, 0)[0];"
-        "print(reasoner.verifiers.get_verifier('numeric')(p.answer, p.answer).status)"
+        "print(reasoner.verifiers.get_verifier('math')(p.answer, p.answer).status)"
     )
     out = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "correct"

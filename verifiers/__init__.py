@@ -31,6 +31,6 @@ def get_verifier(name: str) -> Callable[[str, str], Verdict]:
     return VERIFIERS[name]
 
 
-from reasoner.verifiers import numeric as _numeric  # noqa: E402,F401  (registers verifiers)
+from reasoner.verifiers import registered as _registered  # noqa: E402,F401  (registers verifiers)
 
 __all__ = ["EXTRACTORS", "VERIFIERS", "Verdict", "get_extractor", "get_verifier", "register"]

@@ -15,12 +15,14 @@ from collections.abc import Callable
 MAX_TEXT = 20_000  # longer outputs are judged on their tail only
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# Markers after which the answer follows; the answer runs to the end of its sentence or line.
 _MARKERS = [
-    re.compile(r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*(?P<a>[^\n]+)", re.I),
-    re.compile(r"\*\*final answer\*\*\s*:?\s*(?P<a>[^\n]+)", re.I),
-    re.compile(r"(?:^|\n)\s*(?:answer|a)\s*:\s*(?P<a>[^\n]+)", re.I),
-    re.compile(r"####\s*(?P<a>[^\n]+)"),
+    re.compile(r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*", re.I),
+    re.compile(r"\*\*final answer\*?\*?\s*:?\**\s*", re.I),
+    re.compile(r"(?:^|\n)\s*(?:answer|a)\s*:\s*", re.I),
+    re.compile(r"####\s*"),
 ]
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
 
 
 def last_boxed(text: str) -> str | None:
@@ -58,7 +60,11 @@ def strict(text: str) -> str | None:
     for pattern in _MARKERS:
         for match in pattern.finditer(text):
             if best is None or match.start() > best[0]:
-                best = (match.start(), match.group("a"))
+                rest = text[match.end() :]
+                end = _SENTENCE_END.search(rest)
+                answer = rest[: end.start()] if end else rest
+                if answer.strip():
+                    best = (match.start(), answer)
     return _clean(best[1]) if best else None
 
 

@@ -1,0 +1,177 @@
+"""Table-driven verifier tests: (gold, prediction, expected verdict) for every answer format
+the packs meet, plus malformed LaTeX and hostile input."""
+
+import threading
+
+import pytest
+
+from reasoner.verifiers import get_extractor, get_verifier
+from reasoner.verifiers.pool import JudgePool
+
+C, I, U = "correct", "incorrect", "unverifiable"
+
+TABLE = [
+    # integers, decimals, thousands separators, signs
+    ("1200", "1,200", C),
+    ("1200", "1{,}200", C),
+    ("1200", "1\\,200", C),
+    ("1200", "1,\\!200", C),
+    ("1200", "1200.0", C),
+    ("-5", "\u22125", C),
+    ("7", "007", C),
+    ("27", "27.0", C),
+    ("27", "27.5", I),
+    ("1,2", "1,2", C),
+    ("(1,2)", "12", I),
+    # scientific notation and float golds
+    ("4.5e33", "4.5\\times10^{33}", C),
+    ("4.5\\times 10^{33}", "4.5e33", C),
+    ("4.5e33", "4.5e32", I),
+    ("0.6666666667", "\\frac{2}{3}", C),
+    ("0.6666666667", "0.67", I),
+    # money, units, percent, degrees
+    ("18", "\\$18", C),
+    ("18", "$18.00", C),
+    ("9", "9 (apples)", C),
+    ("9", "9 apples", C),
+    ("5", "5\\text{ cm}", C),
+    ("5\\text{ cm}", "5", C),
+    ("10\\%", "10", C),
+    ("10", "10\\%", C),
+    ("30^\\circ", "30", C),
+    ("30", "30^{\\circ}", C),
+    ("12", "\\mathrm{12}", C),
+    # fractions and mixed numbers
+    ("\\frac{1}{2}", "0.5", C),
+    ("\\frac{1}{2}", "\\dfrac{1}{2}", C),
+    ("\\frac12", "1/2", C),
+    ("\\tfrac{3}{4}", "\\frac{3}{4}", C),
+    ("2\\frac58", "\\frac{21}{8}", C),
+    ("2\\frac{5}{8}", "2.625", C),
+    ("\\frac{1}{2}", "\\frac{1}{3}", I),
+    # radicals and pi, compared symbolically
+    ("2\\sqrt{2}", "\\sqrt{8}", C),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}", C),
+    ("\\pi", "\\pi", C),
+    ("2\\pi", "\\pi\\cdot 2", C),
+    ("\\sqrt{2}", "1.41421356237", C),
+    ("\\sqrt{2}", "\\sqrt{3}", I),
+    # intervals and sets
+    ("(-\\infty, 3]", "(-\\infty,3]", C),
+    ("(-\\infty, 3]", "(-\\infty, 3)", I),
+    ("(1,2)\\cup(3,4)", "(3,4)\\cup(1,2)", C),
+    ("[2,\\infty)", "\\{x \\mid x \\geq 2\\}", C),
+    ("\\{1,2,3\\}", "\\{3,2,1\\}", C),
+    ("\\{1,2\\}", "\\{1,3\\}", I),
+    ("\\pm 2", "2, -2", C),
+    ("2,-2", "\\pm2", C),
+    ("1, 2", "2, 1", C),
+    # tuples keep order
+    ("(1,2)", "(1,2)", C),
+    ("(3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)", C),
+    ("(1,2)", "(2,1)", I),
+    # equations
+    ("3", "x=3", C),
+    ("x=3", "3", C),
+    ("x=3", "y=3", I),
+    ("y=2x+3", "y=3+2x", C),
+    # matrices
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", C),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&5\\end{bmatrix}", I),
+    # multiple choice, clock times, text
+    ("B", "(B)", C),
+    ("\\text{(C)}", "C", C),
+    ("B", "C", I),
+    ("4:30", "4:30", C),
+    ("4:30", "04:30", C),
+    ("4:30", "\\frac{2}{15}", I),
+    ("9:00", "9", I),
+    ("\\text{Monday}", "monday", C),
+    ("\\text{east}", "The East", C),
+    ("\\text{yes}", "no", I),
+    # hedges and empties
+    ("12", "12 or 13", I),
+    ("12", "12 \\text{ or } 13", I),
+    ("12", "", I),
+    ("12", None, I),
+]
+
+
+@pytest.mark.parametrize(("gold", "prediction", "expected"), TABLE)
+def test_verdict_table(gold, prediction, expected):
+    verdict = get_verifier("math")(gold, prediction)
+    assert verdict.status == expected, f"{gold!r} vs {prediction!r}: {verdict}"
+    assert verdict.reason
+
+
+HOSTILE = [
+    "(" * 10_000 + "1" + ")" * 10_000,
+    "\\frac{" * 3000 + "1" + "}" * 3000,
+    "1" * 1_000_000,
+    "9**9**9**9",
+    "9^{9^{9^{9}}}",
+    "99999!",
+    '__import__("os").system("touch /tmp/reasoner_pwned")',
+    "\\frac{1}{",
+    "\\begin{pmatrix}1&2",
+    "}}}{{{",
+    "\\sqrt{-}",
+]
+
+
+@pytest.mark.parametrize("prediction", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_input_gets_a_verdict_never_an_exception(prediction, tmp_path):
+    verdict = get_verifier("math")("\\frac{1}{2}", prediction)
+    assert verdict.status in (I, U)
+    assert not __import__("os").path.exists("/tmp/reasoner_pwned")
+
+
+def test_caps_are_unverifiable_not_incorrect():
+    math = get_verifier("math")
+    assert math("1", "1" * 1_000_000).status == U
+    assert math("1", "(" * 100 + "1" + ")" * 100).status == U
+    assert math("1", "9^{9^{9^{9}}}").status == U
+
+
+def test_timeout_is_unverifiable_and_works_from_threads():
+    pool = JudgePool(workers=2, timeout=0.5)
+    try:
+        # A product of 40 nested powers makes sympy's simplify run for far longer than 0.5 s.
+        slow = "+".join(f"\\sin(x)^{{{i}}}\\cos(x)^{{{i}}}" for i in range(2, 60))
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(pool.judge(slow, slow + "+1"))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r.status for r in results] == [U, U] and all("timeout" in r.reason for r in results)
+        assert pool.judge("\\sqrt{8}", "2\\sqrt{2}").status == C  # a fresh worker took over
+    finally:
+        pool.close()
+
+
+EXTRACT = [
+    ("so \\boxed{\\frac{1}{2}} and then \\boxed{\\frac{3}{4}}", "\\frac{3}{4}"),
+    ("\\boxed{\\{1, \\{2\\}\\}}", "\\{1, \\{2\\}\\}"),
+    ("The answer is 12. Wait, the answer is 13.", "13"),
+    ("Final answer: 7", "7"),
+    ("**Final Answer**\n\\[ \\boxed{42} \\]", "42"),
+    ("**Final Answer**: 3.5 m.", "3.5 m"),
+    ("Answer: $5$", "5"),
+    ("A: 9", "9"),
+    ("blah 3 then 4 apples", None),
+    ("#### 1,234", "1,234"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXTRACT)
+def test_strict_extractor(text, expected):
+    assert get_extractor("strict")(text) == expected
+
+
+def test_flexible_falls_back_to_the_last_number():
+    flexible = get_extractor("flexible")
+    assert flexible("blah 3 then 4 apples") == "4"
+    assert flexible("it is 1.5 and 2.5") == "2.5"
+    assert flexible("The answer is 12.") == "12"
+    assert flexible("no digits") is None

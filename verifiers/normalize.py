@@ -1,0 +1,151 @@
+"""Text-level normalisation of answers and the exact number parser (no eval, no sympy).
+
+Everything here is plain string work with bounded regexes, safe to run in-process on any
+model output; the symbolic comparison runs in a worker process (`reasoner.verifiers.pool`).
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+MAX_ANSWER = 2_000  # characters of an extracted answer; longer is "unverifiable"
+MAX_DEPTH = 40  # bracket nesting depth
+
+_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_SPACES = re.compile(r"\\[,!;: ]|\\quad|\\qquad|~|\\displaystyle")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
+_MONEY = re.compile(r"\\\$|\$|\\euro|€|£")
+_PERCENT = re.compile(r"\\%|%")
+_UNIT_WORDS = re.compile(r"(?<=\d)\s*(?:\((?:[a-z ]+)\)|(?:[a-z]+\.?\s*){1,3}(?:\^\d|\^\{\d\})?)$", re.I)
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_SCI = re.compile(r"^([-+]?\d+(?:\.\d+)?)(?:e([-+]?\d{1,4})|(?:\\times|\\cdot|\*|x)10\^\{?([-+]?\d{1,4})\}?)$", re.I)
+_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?)\\frac(\d)(\d)$")
+_MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$|^([-+]?)(\d+)\\frac(\d)(\d)$")
+
+
+def depth(text: str) -> int:
+    level = best = 0
+    for ch in text:
+        if ch in "([{":
+            level += 1
+            best = max(best, level)
+        elif ch in ")]}":
+            level -= 1
+    return best
+
+
+def clean(text: str) -> str:
+    """Strip presentation: $..$, \\left/\\right, thin spaces, \\text{} wrappers, \\dfrac."""
+    s = text.strip().replace("\u2212", "-").replace("\u2013", "-").replace("\u00d7", "\\times ")
+    s = s.strip("$").strip()
+    if s.startswith("\\(") and s.endswith("\\)") or s.startswith("\\[") and s.endswith("\\]"):
+        s = s[2:-2]
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "")
+    s = s.replace("{,}", ",")
+    s = re.sub(r"(?<=\d),\\!(?=\d{3})", ",", s)
+    s = re.sub(r"(?<=\d)\\,(?=\d{3}\b)", ",", s)  # 1\,200
+    s = _SPACES.sub(" ", s)
+    for _ in range(3):
+        s = _WRAPPERS.sub(r"\1", s)
+    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ")
+    s = re.sub(r"\s+", " ", s).strip()
+    return s.rstrip(".").strip()
+
+
+def strip_units(s: str) -> tuple[str, dict[str, bool]]:
+    """Remove money signs, percent, degrees and trailing unit words from a number."""
+    flags = {"percent": bool(_PERCENT.search(s)), "degrees": bool(_DEGREES.search(s))}
+    s = _MONEY.sub("", s)
+    s = _PERCENT.sub("", s)
+    s = _DEGREES.sub("", s)
+    s = s.strip()
+    stripped = _UNIT_WORDS.sub("", s).strip()
+    if stripped != s and parse_number(stripped) is not None:
+        s = stripped
+    return s, flags
+
+
+def parse_number(text: str) -> Fraction | None:
+    """Exact value of a plain number, or None: 1,234  -3.5  007  27.0  4.5e33  4.5\\times10^{33}
+    \\frac{3}{4}  \\frac34  3/4  2\\frac58 (mixed)."""
+    s = text.replace(" ", "")
+    if not s or len(s) > 64:
+        return None
+    if s.startswith("{") and s.endswith("}"):
+        s = s[1:-1]
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)", s):
+        return Fraction(s)
+    m = _SCI.match(s)
+    if m:
+        exp = int(m.group(2) or m.group(3))
+        return Fraction(m.group(1)) * Fraction(10) ** exp if abs(exp) <= 400 else None
+    m = _FRAC.match(s)
+    if m:
+        sign, num, den = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
+        return _ratio(sign, num, den)
+    m = _MIXED.match(s)
+    if m:
+        g = [x for x in m.groups() if x is not None]
+        sign, whole, num, den = (g[0], g[1], g[2], g[3]) if len(g) == 4 else ("", g[0], g[1], g[2])
+        frac = _ratio("", num, den)
+        return None if frac is None else (-1 if sign == "-" else 1) * (int(whole) + frac)
+    m = re.fullmatch(r"([-+]?\d+)/([-+]?\d+)", s)
+    if m:
+        return _ratio("", m.group(1), m.group(2))
+    return None
+
+
+def _ratio(sign: str, num: str, den: str) -> Fraction | None:
+    n, d = int(num), int(den)
+    if d == 0:
+        return None
+    return Fraction(-n if sign == "-" else n, d)
+
+
+def text_key(s: str) -> str:
+    """A text answer reduced to lowercase letters and digits, articles dropped."""
+    s = clean(s).lower()
+    s = re.sub(r"\\[a-z]+", " ", s)
+    s = re.sub(r"[^a-z0-9 ]", " ", s)
+    words = [w for w in s.split() if w not in {"the", "a", "an"}]
+    return " ".join(words)
+
+
+def is_textual(s: str) -> bool:
+    """A word answer (Monday, east, yes): letters, at least one word of 3+, no math."""
+    c = clean(s)
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z '\-]*", c)) and bool(re.search(r"[A-Za-z]{3,}", c))
+
+
+_LETTER = re.compile(r"^\(?([A-Ea-e])\)?[.):]?$")
+
+
+def choice_letter(s: str) -> str | None:
+    """Multiple-choice letter of an answer: "B", "(B)", "B)", "option B", "\\text{(B)}"."""
+    c = clean(s)
+    c = re.sub(r"^(?:option|choice|answer)\s*", "", c, flags=re.I).strip()
+    m = _LETTER.match(c) or re.match(r"^\(([A-E])\)\s", c)
+    return m.group(1).upper() if m else None
+
+
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?$", re.I)
+
+
+def clock_time(s: str) -> tuple[int, int, int, str] | None:
+    m = _CLOCK.match(clean(s))
+    if not m:
+        return None
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if minute > 59 or hour > 24:
+        return None
+    half = (m.group(4) or "").replace(".", "").lower()
+    return hour, minute, int(m.group(3) or 0), half
+
+
+def hedged(s: str) -> bool:
+    """ "12 or 13", "12 \\text{ or } 13", "either 4 or 5": more than one answer offered."""
+    return bool(re.search(r"\S\s+(?:or|and/or)\s+\S", clean(s), re.I))
