@@ -17,9 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reasoner.tasks import PackError, register
-
 from reasoner.records import Problem
+from reasoner.tasks import PackError, register
 
 NAMES = ["Tom", "Ann", "Sam", "Lily", "Ben", "Mia", "Max", "Eva", "Leo", "Zoe", "Kim", "Raj"]
 ITEMS = ["apples", "books", "marbles", "coins", "stickers", "pens", "cards", "shells", "stamps"]

@@ -10,10 +10,9 @@ import random
 import re
 from typing import Any
 
+from reasoner.records import Problem
 from reasoner.tasks import PackError, register
 from reasoner.tasks.loading import load_split
-
-from reasoner.records import Problem
 
 SYSTEM = "Solve the problem step by step, one step per line. Finish with 'The answer is N.'"
 

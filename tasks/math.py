@@ -10,10 +10,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from reasoner.records import Problem
 from reasoner.tasks import PackError, register
 from reasoner.tasks.loading import load_split
-
-from reasoner.records import Problem
 
 SYSTEM = "Solve the problem. Separate reasoning steps with a blank line and put the final answer in \\boxed{}."
 

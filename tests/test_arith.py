@@ -1,4 +1,5 @@
 import pytest
+
 from reasoner.tasks import PackError, get_pack, render
 from reasoner.verifiers import get_extractor, get_verifier
 

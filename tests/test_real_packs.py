@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from reasoner.tasks import PackError, get_pack
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -8,7 +8,7 @@ import pytest
 from reasoner.verifiers import get_extractor, get_verifier
 from reasoner.verifiers.pool import JudgePool
 
-C, I, U = "correct", "incorrect", "unverifiable"
+C, I, U = "correct", "incorrect", "unverifiable"  # noqa: E741 - short names keep the table readable
 
 TABLE = [
     # integers, decimals, thousands separators, signs
