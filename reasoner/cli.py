@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from reasoner import config as cfg
-from reasoner import loop, report
+from reasoner import grading, loop, report
 from reasoner.console import console
 from reasoner.models import ModelSpecError
 from reasoner.records import RecordError
@@ -113,6 +113,22 @@ def train(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration:
 def evaluate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
     """Score the iteration's policy on the held-out split (writes eval.json)."""
     _phase("evaluate", run, config, set_, iteration)
+
+
+@app.command()
+def grade(
+    file: Annotated[Path, typer.Argument(help="JSONL with `prediction` and `gold` (and optionally `pack`) per line.")],
+    pack: Annotated[str | None, typer.Option(help="Pack whose verifier judges lines that name none.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output JSONL (default: FILE with .graded.jsonl).")] = None,
+) -> None:
+    """Judge any tool's predictions with this project's verifiers; prints a summary table."""
+    try:
+        target = out or file.with_suffix(".graded.jsonl")
+        summary = grading.grade_to(file, target, pack)
+    except USER_ERRORS as err:
+        _fail(err)
+    console.print(report.grade_table(summary))
+    console.print(f"wrote {target}")
 
 
 @app.command()

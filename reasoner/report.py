@@ -92,3 +92,13 @@ def write_svg(rd: RunDir, path: Path, width: int = 420, height: int = 220) -> No
         + "</svg>\n"
     )
     atomic_write_text(path, svg)
+
+
+def grade_table(counts) -> Table:
+    table = Table(title="verdicts")
+    for col in ["pack", "correct", "incorrect", "unverifiable", "accuracy"]:
+        table.add_column(col)
+    for pack in sorted({p for p, _ in counts}):
+        c, i, u = (counts[(pack, s)] for s in ("correct", "incorrect", "unverifiable"))
+        table.add_row(pack, str(c), str(i), str(u), f"{c / max(c + i + u, 1):.4f}")
+    return table

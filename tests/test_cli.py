@@ -85,3 +85,31 @@ def test_report_writes_a_plot(tmp_path):
     result = runner.invoke(app, ["report", "--run", run, "--plot", str(out)])
     assert result.exit_code == 0 and "pass@1" in result.output
     assert out.read_text().startswith("<svg") and "polyline" in out.read_text()
+
+
+def test_grade_writes_verdicts_and_a_summary(tmp_path):
+    src = tmp_path / "preds.jsonl"
+    lines = [
+        {"prediction": "so the answer is \\boxed{\\frac{1}{2}}", "gold": "0.5"},
+        {"prediction": "12 or 13", "gold": "12", "pack": "gsm8k"},
+        {"prediction": "The answer is 7.", "gold": "8", "pack": "arith"},
+    ]
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["grade", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["verdict"] for r in rows] == ["correct", "incorrect", "incorrect"]
+    assert rows[1]["reason"].startswith("hedged") and rows[0]["answer"] == "\\frac{1}{2}"
+    assert "gsm8k" in result.output and "verdicts" in result.output
+
+
+def test_grade_bad_line_names_file_line_field_and_keeps_earlier_output(tmp_path):
+    src = tmp_path / "preds.jsonl"
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier results\n")
+    src.write_text('{"prediction": "1", "gold": "1"}\n{"prediction": 1, "gold": "1"}\n')
+    result = runner.invoke(app, ["grade", str(src), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"{src}:2: field 'prediction'" in " ".join(result.output.split())
+    assert out.read_text() == "earlier results\n"

@@ -36,6 +36,9 @@ TABLE = [
     ("9", "9 apples", C),
     ("5", "5\\text{ cm}", C),
     ("5\\text{ cm}", "5", C),
+    ("5", "5r^5", I),
+    ("5", "5x", I),
+    ("5", "5\\mathrm{m}^2", C),
     ("10\\%", "10", C),
     ("10", "10\\%", C),
     ("30^\\circ", "30", C),
@@ -78,6 +81,9 @@ TABLE = [
     # matrices
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", C),
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&5\\end{bmatrix}", I),
+    ("\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}", "\\begin{pmatrix}-1/3\\\\2/3\\end{pmatrix}", C),
+    ("\\frac{270}7\\text{ degrees}", "\\frac{270}{7}", C),
+    ("\\frac3{4}", "0.75", C),
     # multiple choice, clock times, text
     ("B", "(B)", C),
     ("\\text{(C)}", "C", C),

@@ -13,14 +13,19 @@ MAX_ANSWER = 2_000  # characters of an extracted answer; longer is "unverifiable
 MAX_DEPTH = 40  # bracket nesting depth
 
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_SPACES = re.compile(r"\\[,!;: ]|\\quad|\\qquad|~|\\displaystyle")
+_SPACES = re.compile(r"(?<!\\)\\[,!;: ]|\\quad|\\qquad|~|\\displaystyle")  # not the \\ of a matrix row
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _MONEY = re.compile(r"\\\$|\$|\\euro|€|£")
 _PERCENT = re.compile(r"\\%|%")
-_UNIT_WORDS = re.compile(r"(?<=\d)\s*(?:\((?:[a-z ]+)\)|(?:[a-z]+\.?\s*){1,3}(?:\^\d|\^\{\d\})?)$", re.I)
+# Trailing unit words of two letters or more ("5 apples", "9 (apples)"); "5x" and "5r^5" keep theirs.
+_UNIT_WORDS = re.compile(r"(?<=\d)\s*(?:\((?:[a-z ]+)\)|(?:[a-z]{2,}\.?\s*){1,3}(?:\^\d|\^\{\d\})?)$", re.I)
+_TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-zA-Z][a-zA-Z .]*\}\s*(?:\^\{?\d\}?)?$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SCI = re.compile(r"^([-+]?\d+(?:\.\d+)?)(?:e([-+]?\d{1,4})|(?:\\times|\\cdot|\*|x)10\^\{?([-+]?\d{1,4})\}?)$", re.I)
-_FRAC = re.compile(r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?)\\frac(\d)(\d)$")
+_FRAC = re.compile(
+    r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?)\\frac(\d)(\d)$"
+    r"|^([-+]?)\\frac\{(\d+)\}(\d)$|^([-+]?)\\frac(\d)\{(\d+)\}$"
+)
 _MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$|^([-+]?)(\d+)\\frac(\d)(\d)$")
 
 
@@ -46,6 +51,7 @@ def clean(text: str) -> str:
     s = re.sub(r"(?<=\d),\\!(?=\d{3})", ",", s)
     s = re.sub(r"(?<=\d)\\,(?=\d{3}\b)", ",", s)  # 1\,200
     s = _SPACES.sub(" ", s)
+    s = _TEXT_UNIT.sub("", s)  # 5\text{ cm}^2: a unit written after a number
     for _ in range(3):
         s = _WRAPPERS.sub(r"\1", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
@@ -85,8 +91,8 @@ def parse_number(text: str) -> Fraction | None:
         return Fraction(m.group(1)) * Fraction(10) ** exp if abs(exp) <= 400 else None
     m = _FRAC.match(s)
     if m:
-        sign, num, den = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
-        return _ratio(sign, num, den)
+        sign, num, den = next(m.groups()[i : i + 3] for i in (0, 3, 6, 9) if m.group(i + 2) is not None)
+        return _ratio(sign or "", num, den)
     m = _MIXED.match(s)
     if m:
         g = [x for x in m.groups() if x is not None]
