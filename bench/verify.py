@@ -41,9 +41,8 @@ def restatements(gold: str, rng: random.Random) -> list[str]:
             f"\\boxed{{{n:,}}}".replace(",", "{,}"),
         ]
     else:
-        outs += [
-            f"Therefore $x = {gold}$, so the answer is $\\boxed{{{gold.replace(chr(92) + 'frac', chr(92) + 'dfrac')}}}$."
-        ]
+        dfrac = gold.replace("\\frac", "\\dfrac")
+        outs.append(f"Therefore $x = {gold}$, so the answer is $\\boxed{{{dfrac}}}$.")
         outs.append(f"The final answer is $\\boxed{{{gold.replace(' ', '')}}}$")
     return outs
 
@@ -71,7 +70,7 @@ def cases(n_gsm: int, n_math: int, seed: int) -> list[tuple[str, str, str, bool]
             out += [(name, gold, p, False) for p in wrong(gold, other, rng)]
     # Real worked solutions (human-written, MATH-500's `solution` with its \boxed{}), as the
     # prediction for their own problem (label True) and for another problem (label: same answer).
-    for i, row in enumerate(math_rows):
+    for row in math_rows:
         j = rng.randrange(len(math_rows))
         out.append(("math-solutions", row["answer"], row["solution"], True))
         if math_rows[j]["answer"].strip() != row["answer"].strip():
