@@ -15,9 +15,16 @@ from reasoner.verifiers.pool import default_pool
 from reasoner.verifiers.verdict import UNVERIFIABLE, Verdict
 
 
+def _quick_or_none(gold: str, prediction: str | None) -> Verdict | None:
+    try:
+        return quick(gold, prediction)
+    except Exception as err:  # a verdict, never an exception: a bug here must not stop a run
+        return Verdict(UNVERIFIABLE, f"checker error: {type(err).__name__}")
+
+
 @register("math")
 def math_verifier(gold: str, prediction: str | None) -> Verdict:
-    decided = quick(gold, prediction)
+    decided = _quick_or_none(gold, prediction)
     if decided is not None:
         return decided
     return default_pool().judge(gold, prediction or "")
@@ -25,5 +32,5 @@ def math_verifier(gold: str, prediction: str | None) -> Verdict:
 
 @register("numeric")
 def numeric(gold: str, prediction: str | None) -> Verdict:
-    decided = quick(gold, prediction)
+    decided = _quick_or_none(gold, prediction)
     return decided if decided is not None else Verdict(UNVERIFIABLE, "needs the symbolic checker")
