@@ -1,0 +1,1 @@
+"""Step labellers (process rewards), looked up by config name, and reward shaping."""

@@ -1,0 +1,34 @@
+"""StepWiser's rules for turning Monte-Carlo Q values into step verdicts (Xiong et al.,
+"StepWiser: Stepwise Generative Judges for Wiser Reasoning", arXiv 2508.19229).
+
+Q_t is the fraction of completions from the prefix ending at step t that reach a correct answer
+(Q_0 that of the bare question). A step is good when its Q value does not drop:
+- absolute: Q_t > tau;
+- ratio: Q_t / Q_{t-1} >= tau (a step from a hopeless prefix is good if it stays possible);
+- difference: Q_t - Q_{t-1} >= -tau.
+"""
+
+from __future__ import annotations
+
+
+def absolute(q: list[float], q0: float, tau: float = 0.0) -> list[bool]:
+    return [v > tau for v in q]
+
+
+def ratio(q: list[float], q0: float, tau: float = 0.8) -> list[bool]:
+    out, prev = [], q0
+    for v in q:
+        out.append(v > 0 if prev == 0 else v / prev >= tau)
+        prev = v
+    return out
+
+
+def difference(q: list[float], q0: float, tau: float = 0.0) -> list[bool]:
+    out, prev = [], q0
+    for v in q:
+        out.append(v - prev >= -tau)
+        prev = v
+    return out
+
+
+RULES = {"absolute": absolute, "ratio": ratio, "difference": difference}
