@@ -112,3 +112,23 @@ def test_repeated_prompts_are_prefilled_once_with_the_same_results(tiny, monkeyp
     together = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=8, seed=2, batch_size=12))
     assert [o.token_ids for o in together] == [o.token_ids for o in one_by_one]
     assert sum(rows_prefilled) == 3  # one prefill row per distinct prompt
+
+
+def test_kept_prefixes_are_reused_exactly(tiny):
+    tok = tiny.tokenizer
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in _prompts(3)]
+    greedy = Sampling(temperature=0, max_new_tokens=6, batch_size=4, keep_kv=True)
+    backend = get_backend("hf")(tiny.model, tok)
+    first = backend.generate_ids(prompts, greedy)
+    children = [p + c.token_ids for p, c in zip(prompts, first, strict=True)]
+    before = dict(backend.stats)
+    again = backend.generate_ids(children, greedy)
+    # Each child needs only the last token of its parent's step: 3 rows x 1 token.
+    assert backend.stats["prefill_tokens"] - before["prefill_tokens"] == 3
+    fresh = get_backend("hf")(tiny.model, tok).generate_ids(children, Sampling(temperature=0, max_new_tokens=6))
+    assert [c.token_ids for c in again] == [c.token_ids for c in fresh]
+    for child, out in zip(children, again, strict=True):
+        ref = tiny.model.generate(
+            torch.tensor([child]), max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None
+        )
+        assert out.token_ids == ref[0, len(child) :].tolist()

@@ -21,6 +21,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     seed: int = 0
     batch_size: int = 32
+    keep_kv: bool = False  # store each finished row's keys and values for later prompts that extend it
 
 
 @dataclass

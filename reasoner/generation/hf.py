@@ -13,6 +13,8 @@ batched matmuls).
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -22,7 +24,9 @@ from reasoner.generation import Completion, Sampling, register
 
 @register("hf")
 class HFBackend:
-    def __init__(self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25):
+    def __init__(
+        self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 2 << 30
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -30,7 +34,8 @@ class HFBackend:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.min_shared_prefix = 16
-        self._prefix: tuple[tuple[int, ...] | None, list] = (None, [])
+        self.store = PrefixStore(max_bytes=prefix_store_bytes)
+        self.stats = {"prefill_tokens": 0, "decode_tokens": 0}
 
     # ------------------------------------------------------------------------------ generate
     @torch.inference_mode()
@@ -47,19 +52,22 @@ class HFBackend:
         min_refill = max(1, int(sampling.batch_size * self.refill_fraction))
         stop_window = max((len(s) for s in sampling.stop), default=0) + 16
         shared = _common_prefix(prompts) if len(prompts) > 1 else 0
-        shared = shared if shared >= self.min_shared_prefix else 0
+        if shared >= self.min_shared_prefix and self.store.longest(prompts[0], shared)[0] < shared:
+            self._compute_prefix(prompts[0][:shared])
         done = 0
         while pending or state.size:
             free = sampling.batch_size - state.size
             if pending and (free >= min_refill or state.size == 0):
                 take, pending = pending[:free], pending[free:]
-                logits = self._prefill(state, take, prompts, sampling, shared)
+                logits = self._prefill(state, take, prompts, sampling)
             else:
                 logits = self._decode(state)
             finished = self._sample_and_append(state, logits, sampling, stop_window)
             for row in sorted(finished, reverse=True):
                 req = state.requests[row]
                 results[req.index] = self._completion(req, sampling)
+                if sampling.keep_kv:  # the cache holds prompt + all tokens but the last sampled one
+                    self.store.put(prompts[req.index] + req.tokens[:-1], state.row_kv(row))
                 done += 1
             if finished:
                 state.drop(finished)
@@ -67,33 +75,34 @@ class HFBackend:
                     progress(done)
         return results  # type: ignore[return-value]
 
-    def _prefill(self, state: _Batch, take: list[int], prompts, sampling: Sampling, shared: int) -> torch.Tensor:
+    def _prefill(self, state: _Batch, take: list[int], prompts, sampling: Sampling) -> torch.Tensor:
         """Prefill prompts ``take`` and join them to the live batch.
 
-        The first ``shared`` tokens are common to every prompt of this call: their keys and
-        values are computed once and copied into each row. A row's layout is
-        [shared prefix][left padding][own suffix]; positions come from the mask's cumsum, so
-        the padding gap does not shift the rotary positions.
+        Requests with the same prompt (n samples of one problem) are prefilled once. Each
+        distinct prompt starts from the longest prefix whose keys and values are in the prefix
+        store (a shared few-shot prefix, or a search node's prefix), so only its new tokens are
+        computed. A row's layout is [padding][cached prefix][padding][new tokens]; positions
+        come from the mask's cumsum, so the gaps do not shift the rotary positions.
         """
-        # Requests with the same prompt (n samples of one problem) are prefilled once.
         first_of: dict[tuple[int, ...], int] = {}
-        row_of = [first_of.setdefault(tuple(prompts[i][shared:]), len(first_of)) for i in take]
-        suffixes = list(first_of)
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(suffixes), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(suffixes), width), dtype=torch.long)
+        row_of = [first_of.setdefault(tuple(prompts[i]), len(first_of)) for i in take]
+        uniq = list(first_of)
+        hits = [self.store.longest(u, len(u) - 1) for u in uniq]
+        width_c = max(c for c, _ in hits)
+        suffixes = [u[c:] for u, (c, _) in zip(uniq, hits, strict=True)]
+        width = max(len(x) for x in suffixes)
+        ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(uniq), width_c + width), dtype=torch.long)
         for row, suffix in enumerate(suffixes):
             ids[row, width - len(suffix) :] = torch.tensor(suffix)
-            mask[row, width - len(suffix) :] = 1
+            mask[row, width_c + width - len(suffix) :] = 1
+            mask[row, width_c - hits[row][0] : width_c] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = DynamicCache()
-        if shared:
-            for layer_idx, (k, v) in enumerate(self._prefix_kv(prompts[take[0]][:shared])):
-                size = (len(suffixes), -1, -1, -1)
-                cache.update(k.expand(*size), v.expand(*size), layer_idx)
-            ones = torch.ones((len(suffixes), shared), dtype=torch.long, device=self.device)
-            mask = torch.cat([ones, mask], 1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        if width_c:
+            for layer_idx, (k, v) in enumerate(_stack_prefixes(hits, width_c)):
+                cache.update(k, v, layer_idx)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -102,8 +111,9 @@ class HFBackend:
             use_cache=True,
             logits_to_keep=1,
         )
+        self.stats["prefill_tokens"] += sum(len(x) for x in suffixes)
         logits_new = out.logits[:, -1, :].float()
-        if len(suffixes) < len(take):
+        if len(uniq) < len(take):
             index = torch.tensor(row_of, device=self.device)
             for layer in cache.layers:
                 layer.keys, layer.values = layer.keys[index], layer.values[index]
@@ -117,15 +127,13 @@ class HFBackend:
         state.join(cache, mask, new)
         return torch.cat([logits_old, logits_new], dim=0)
 
-    def _prefix_kv(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Keys and values (1, H, P, D) per layer of a shared prefix; the last one is kept."""
-        key = tuple(prefix)
-        if self._prefix[0] != key:
-            cache = DynamicCache()
-            ids = torch.tensor([prefix], device=self.device)
-            self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            self._prefix = (key, [(layer.keys, layer.values) for layer in cache.layers])
-        return self._prefix[1]
+    def _compute_prefix(self, prefix: list[int]) -> None:
+        """Compute and store the keys and values of a prefix that many prompts share."""
+        cache = DynamicCache()
+        ids = torch.tensor([prefix], device=self.device)
+        self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self.stats["prefill_tokens"] += len(prefix)
+        self.store.put(prefix, [(layer.keys, layer.values) for layer in cache.layers])
 
     def _decode(self, state: _Batch) -> torch.Tensor:
         last = torch.tensor([r.last for r in state.requests], device=self.device).unsqueeze(-1)
@@ -138,6 +146,7 @@ class HFBackend:
             use_cache=True,
         )
         state.positions = state.positions + 1
+        self.stats["decode_tokens"] += state.size
         return out.logits[:, -1, :].float()
 
     def _sample_and_append(self, state: _Batch, logits, sampling: Sampling, stop_window: int):
@@ -247,6 +256,13 @@ class _Batch:
             layer.values = layer.values[idx, :, first:]
         self.mask = self.mask[:, first:]
 
+    def row_kv(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values (1, H, L, D) per layer of one row's real columns."""
+        cols = self.mask[row].nonzero().squeeze(-1)
+        return [
+            (layer.keys[row : row + 1, :, cols], layer.values[row : row + 1, :, cols]) for layer in self.cache.layers
+        ]
+
     def join(self, cache: DynamicCache, mask: torch.Tensor, requests: list[_Request]) -> None:
         """Append prefilled rows; the shorter side is left-padded with masked zeros."""
         old_len, new_len = self.mask.shape[1], mask.shape[1]
@@ -257,6 +273,60 @@ class _Batch:
         self.mask = torch.cat([F.pad(self.mask, (width - old_len, 0)), F.pad(mask, (width - new_len, 0))])
         self.positions = torch.cat([self.positions, mask.sum(-1)])
         self.requests = self.requests + requests
+
+
+class PrefixStore:
+    """Keys and values of token prefixes, looked up by the longest stored prefix of a prompt;
+    least recently used entries are evicted past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._lengths: Counter[int] = Counter()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        key = tuple(tokens)
+        if not key or key in self._entries:
+            return
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if size > self.max_bytes:
+            return
+        self._entries[key] = [(k.contiguous(), v.contiguous()) for k, v in kv]
+        self._lengths[len(key)] += 1
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            old, old_kv = self._entries.popitem(last=False)
+            self._lengths[len(old)] -= 1
+            self._bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in old_kv)
+
+    def longest(self, tokens, max_len: int) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """(length, keys and values) of the longest stored prefix of ``tokens`` not longer than
+        ``max_len``, or (0, None)."""
+        for length in sorted((n for n, c in self._lengths.items() if c > 0 and n <= max_len), reverse=True):
+            key = tuple(tokens[:length])
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return length, self._entries[key]
+        return 0, None
+
+
+def _stack_prefixes(hits, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the cached prefixes of several rows right-aligned in (R, H, width, D) tensors."""
+    sample = next(kv for _, kv in hits if kv is not None)
+    out = []
+    for layer, (k0, v0) in enumerate(sample):
+        keys = k0.new_zeros((len(hits), k0.shape[1], width, k0.shape[3]))
+        values = v0.new_zeros((len(hits), v0.shape[1], width, v0.shape[3]))
+        for row, (length, kv) in enumerate(hits):
+            if length:
+                keys[row, :, width - length :] = kv[layer][0][0]
+                values[row, :, width - length :] = kv[layer][1][0]
+        out.append((keys, values))
+    return out
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
