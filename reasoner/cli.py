@@ -104,15 +104,41 @@ def verify(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration
 
 
 @app.command()
+def label(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Give every step of every rollout a process reward from each labeller (writes labels.jsonl)."""
+    _phase("label", run, config, set_, iteration)
+
+
+@app.command()
 def train(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
     """Train the policy on verified rollouts (writes policy/, resumes from train_state/)."""
     _phase("train", run, config, set_, iteration)
 
 
 @app.command()
-def evaluate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
-    """Score the iteration's policy on the held-out split (writes eval.json)."""
-    _phase("evaluate", run, config, set_, iteration)
+def evaluate(
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Score the labellers against gold step labels instead.")
+    ] = False,
+    problems: Annotated[int, typer.Option(help="--steps: test problems sampled.")] = 100,
+    samples: Annotated[int, typer.Option(help="--steps: solutions sampled per problem.")] = 4,
+) -> None:
+    """Score the iteration's policy on the held-out split (writes eval.json); with --steps, score
+    every configured labeller against the pack's gold step correctness (writes steps.json)."""
+    if not steps:
+        _phase("evaluate", run, config, set_, iteration)
+        return
+    try:
+        rd, conf = open_run(run, config, set_)
+        k = iteration if iteration is not None else loop.last_trained(rd, conf)
+        result = loop.evaluate_steps(rd, conf, k, problems, samples)
+    except USER_ERRORS as err:
+        _fail(err)
+    console.print(report.steps_table(result))
 
 
 @app.command()

@@ -75,6 +75,52 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    max_steps: int = _f(8, "Tree search: most reasoning steps in one solution.")
+    step_tokens: int = _f(40, "Tree search: cap on tokens of one step.")
+    beam_width: int = _f(4, "Beam search: partial solutions kept after each step.")
+    beam_expansions: int = _f(4, "Beam search: next steps sampled from each kept partial solution.")
+    beam_scorer: str = _f("implicit", "Labeller that scores partial solutions for beam search (implicit, judge).")
+    judge_resets: int = _f(0, "Beam search: times a step the judge calls bad is resampled (StepWiser reset).")
+    mcts_simulations: int = _f(16, "MCTS: simulations (select, expand, evaluate, back up) per problem.")
+    mcts_token_budget: int = _f(0, "MCTS: stop a problem's search after this many generated tokens (0: no cap).")
+    mcts_expansions: int = _f(3, "MCTS: next steps sampled when a node is expanded (m).")
+    mcts_c: float = _f(1.0, "MCTS: PUCT exploration constant c.")
+    mcts_dirichlet_alpha: float = _f(0.3, "MCTS: Dirichlet noise concentration at the root.")
+    mcts_dirichlet_weight: float = _f(0.0, "MCTS: weight of root Dirichlet noise in the priors (0 disables it).")
+    mcts_value: str = _f("implicit", "MCTS: value of a non-terminal node: implicit (reward model) or none (0.5).")
+    pair_margin: float = _f(0.3, "MCTS: smallest Q difference between sibling steps that makes a preference pair.")
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    labellers: list[str] = _f([], "Step labellers the label phase runs, by name: gold, mc, implicit, judge.")
+    max_trajectories: int = _f(
+        0, "Label at most this many trajectories per iteration (0: all), drawn with the run seed."
+    )
+    mc_samples: int = _f(8, "Math-Shepherd: completions sampled from each step prefix (N).")
+    mc_temperature: float = _f(0.8, "Math-Shepherd: sampling temperature of the completions.")
+    mc_max_new_tokens: int = _f(64, "Math-Shepherd: cap on tokens of one completion.")
+    implicit_beta: float = _f(0.05, "PRIME: beta of the token reward beta * log(pi_phi / pi_ref).")
+    reward_model: str = _f("", "Implicit PRM phi at iteration 1 ('' = the starting policy); later: the last reward/.")
+    reward_learning_rate: float = _f(1e-4, "Learning rate of the implicit PRM's cross-entropy update.")
+    reward_lora_rank: int = _f(16, "LoRA rank of the implicit PRM update; 0 trains every parameter.")
+    judge_model: str = _f("", "StepWiser judge ('' = the iteration's policy).")
+    judge_samples: int = _f(4, "Judgments sampled per step; their mean verdict is the step's score.")
+    judge_max_new_tokens: int = _f(48, "Cap on tokens of one judgment (reasoning plus verdict).")
+    judge_rule: str = _f("difference", "How MC Q values become the judge's target: absolute, ratio or difference.")
+    judge_tau: float = _f(0.0, "Threshold of the judge rule.")
+    shaping: str = _f("none", "Shaping of process rewards copied into trajectories: none, clip or delta.")
+    clip_eta: float = _f(0.0, "Clip shaping: threshold eta in min(r - eta, 0).")
+
+    def __post_init__(self) -> None:
+        if self.judge_rule not in ("absolute", "ratio", "difference"):
+            raise ConfigError("label.judge_rule must be absolute, ratio or difference")
+        if self.shaping not in ("none", "clip", "delta"):
+            raise ConfigError("label.shaping must be none, clip or delta")
+
+
+@dataclass(frozen=True)
 class VerifyConfig:
     extractor: str = _f("flexible", "Answer extractor: strict (the pack's answer phrase) or flexible.")
     require_steps: bool = _f(True, "Count a sample correct for training only if every checkable step is right.")
@@ -117,7 +163,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
@@ -140,6 +188,10 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     hint = hints[key]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(hint) is list:
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f'{section}.{key} must be a list of names, e.g. ["mc", "implicit"], got {value!r}')
+        return value
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, float),

@@ -1,4 +1,5 @@
-"""One iteration is generate -> verify -> train -> evaluate; `iterate` chains iterations.
+"""One iteration is generate -> verify -> label -> train (policy) -> reward (implicit PRM) ->
+judge (stepwise judge) -> evaluate; `iterate` chains iterations.
 
 This is the only module that knows the order of phases. Each phase is skipped when the
 manifest marks it complete, so calling `iterate` on an existing run resumes at the first
@@ -14,7 +15,8 @@ from reasoner.config import Config
 from reasoner.console import say
 from reasoner.run import RunDir, RunError
 
-ORDER = ["generate", "verify", "train", "evaluate"]
+ORDER = ["generate", "verify", "label", "train", "reward", "judge", "evaluate"]
+TRAINING = {"train", "reward", "judge"}  # they decide their own resume point
 BASELINE = 0  # iteration number of the starting model's evaluation
 
 
@@ -22,7 +24,7 @@ def run_phase(session: phases.Session, iteration: int, name: str, *, force: bool
     run = session.run
     if run.is_complete(iteration, name) and not force:
         return run.phase(iteration, name).get("metrics", {})
-    if name != "train":  # train decides its own resume point before truncating metrics
+    if name not in TRAINING:  # training phases truncate metrics at their own resume point
         run.begin_phase(iteration, name)
     started = time.time()
     artefacts, metrics = phases.PHASES[name](session, iteration)
@@ -81,3 +83,21 @@ def validate(config: Config) -> None:
     get_engine(config.train.engine)
     get_objective(config.train.objective)
     get_extractor(config.verify.extractor)
+    from reasoner.rewards import get_labeller
+
+    for name in config.label.labellers:
+        get_labeller(name)
+
+
+def evaluate_steps(run: RunDir, config: Config, iteration: int, problems: int, samples: int) -> dict:
+    """Step-level evaluation of every configured labeller (`reasoner evaluate --steps`)."""
+    if not config.label.labellers:
+        raise RunError("no labellers to evaluate: set label.labellers, e.g. --set 'label.labellers=[\"mc\"]'")
+    session = phases.Session(run, config)
+    return phases.evaluate_steps(session, iteration, problems, samples)
+
+
+def last_trained(run: RunDir, config: Config) -> int:
+    """The last iteration whose policy is trained (0: the starting model)."""
+    done = [k for k in range(1, config.run.iterations + 1) if run.is_complete(k, "train")]
+    return max(done, default=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,16 @@ import torch
 from reasoner import evaluate as scores
 from reasoner import models, seeding
 from reasoner.config import Config
-from reasoner.console import progress, say
+from reasoner.console import progress
 from reasoner.generation import Sampling, get_backend
-from reasoner.records import Problem, Trajectory
+from reasoner.records import Pair, Problem, StepLabels, Trajectory, Tree
+from reasoner.rewards import LabelContext, get_labeller
+from reasoner.rewards.implicit import score_steps
+from reasoner.rewards.judge import judge_steps
+from reasoner.rewards.shaping import SHAPERS
 from reasoner.run import RunDir
 from reasoner.search import SearchSettings, get_searcher
 from reasoner.tasks import get_pack, render
-from reasoner.training.engine import get_engine
-from reasoner.training.objectives import get_objective
-from reasoner.training.objectives.rft import select
 from reasoner.verifiers import get_extractor, get_verifier
 
 
@@ -34,6 +35,8 @@ class Session:
     run: RunDir
     config: Config
     _models: dict[str, models.LoadedModel] = field(default_factory=dict)
+    _backends: dict[str, object] = field(default_factory=dict)
+    _problem_index: dict[str, Problem] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         t = self.config.task
@@ -52,13 +55,89 @@ class Session:
 
     def model(self, spec: str) -> models.LoadedModel:
         if spec not in self._models:
-            self._models.clear()  # one policy in memory at a time
+            if len(self._models) >= 3:  # policy, reward model and reference at most
+                self._models.pop(next(iter(self._models)))
+                self._backends.clear()
             self._models[spec] = models.load(spec, self.config.run.device)
         return self._models[spec]
 
     def backend(self, spec: str):
-        loaded = self.model(spec)
-        return get_backend(self.config.generate.backend)(loaded.model, loaded.tokenizer, self.config.run.device)
+        """One backend per loaded model, kept so its prefix store serves later calls."""
+        if spec not in self._backends or spec not in self._models:
+            loaded = self.model(spec)
+            factory = get_backend(self.config.generate.backend)
+            self._backends[spec] = factory(loaded.model, loaded.tokenizer, self.config.run.device)
+        return self._backends[spec]
+
+    def reward_spec(self, iteration: int) -> str:
+        """Implicit PRM phi used in iteration ``iteration``: the last trained reward/ folder,
+        else ``label.reward_model``, else the starting policy."""
+        for k in range(iteration - 1, 0, -1):
+            folder = self.run.artefact(k, "reward")
+            if folder.exists():
+                return str(folder)
+        return self.config.label.reward_model or self.config.model.policy
+
+    def judge_spec(self, iteration: int) -> str:
+        for k in range(iteration - 1, 0, -1):
+            folder = self.run.artefact(k, "judge")
+            if folder.exists():
+                return str(folder)
+        return self.config.label.judge_model or self.policy_spec(iteration)
+
+    def is_correct(self, problem: Problem, text: str) -> bool:
+        extract = get_extractor(self.config.verify.extractor)
+        return get_verifier(self.pack.verifier)(problem.answer, extract(text)).correct
+
+    def search_settings(self, iteration: int, seed: int, training: bool) -> SearchSettings:
+        """Sampling settings plus the tree search's scorer, verifier and step judge."""
+        cfg = self.config
+        g = cfg.generate
+        scorer = judge_fn = None
+        if g.searcher != "best_of_n":
+            problems: dict[str, Problem] = {}
+            ctx = self.label_context(iteration, problems)
+            if cfg.search.beam_scorer == "implicit":
+                scorer = lambda trajs: [sum(r) for r in score_steps(trajs, ctx)]  # noqa: E731
+            elif cfg.search.beam_scorer == "judge":
+
+                def scorer(trajs):
+                    asks = [(self._problem(t.problem_id), t.steps[:-1], t.steps[-1]) for t in trajs]
+                    return judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]
+
+            if cfg.search.judge_resets:
+                judge_fn = lambda asks: judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]  # noqa: E731
+        return SearchSettings(
+            samples=g.samples,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            max_new_tokens=g.max_new_tokens,
+            batch_size=g.batch_size,
+            seed=seed,
+            tree=cfg.search,
+            scorer=scorer,
+            is_correct=self.is_correct if training else None,
+            step_judge=judge_fn,
+        )
+
+    def _problem(self, pid: str) -> Problem:
+        return self._problem_index[pid]
+
+    def label_context(self, iteration: int, problems: dict[str, Problem]) -> LabelContext:
+        cfg = self.config
+        settings = replace(cfg.label, judge_model=self.judge_spec(iteration))
+        return LabelContext(
+            problems=problems,
+            pack=self.pack,
+            settings=settings,
+            seed=seeding.derive(cfg.run.seed, "label", iteration),
+            batch_size=cfg.generate.batch_size,
+            policy=self.policy_spec(iteration),
+            backend_for=self.backend,
+            is_correct=self.is_correct,
+            reward_spec=self.reward_spec(iteration),
+            reference_spec=cfg.model.policy,
+        )
 
 
 # ------------------------------------------------------------------------------- generate
@@ -66,42 +145,37 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     cfg = s.config
     problems = s.pack.problems("train", cfg.task.train_size, seeding.derive(cfg.run.seed, "train", k))
     problems_rel = s.run.write_records(k, "problems.jsonl", problems)
+    s._problem_index.update({p.id: p for p in problems})
     spec = s.policy_spec(k)
     loaded = s.model(spec)
     backend = s.backend(spec)
     searcher = get_searcher(cfg.generate.searcher)
-    chunks = s.run.chunks(k, "rollouts")
+    chunks = {name: s.run.chunks(k, name) for name in ("rollouts", "trees", "pairs")}
     size = cfg.generate.chunk_size
     n_chunks = math.ceil(len(problems) / size)
-    trajectories: list[Trajectory] = []
-    per_sample = cfg.generate.samples
-    with progress(f"iter {k} generate", len(problems) * per_sample) as update:
+    out: dict[str, list] = {"rollouts": [], "trees": [], "pairs": []}
+    types = {"rollouts": Trajectory, "trees": Tree, "pairs": Pair}
+    with progress(f"iter {k} generate", n_chunks) as update:
         for c in range(n_chunks):
-            if not chunks.has(c):
-                settings = SearchSettings(
-                    samples=per_sample,
-                    temperature=cfg.generate.temperature,
-                    top_p=cfg.generate.top_p,
-                    max_new_tokens=cfg.generate.max_new_tokens,
-                    batch_size=cfg.generate.batch_size,
-                    seed=seeding.derive(cfg.run.seed, "generate", k, c),
-                )
-                done = c * size * per_sample
-                part = searcher(
-                    problems[c * size : (c + 1) * size],
-                    backend,
-                    s.pack,
-                    loaded.tokenizer,
-                    settings,
-                    progress=lambda n, done=done: update(done + n),
-                )
-                chunks.write(c, part)
-            trajectories.extend(chunks.read(c, Trajectory))
-            update(min((c + 1) * size, len(problems)) * per_sample)
-    rel = s.run.write_records(k, "rollouts.jsonl", trajectories)
-    chunks.clear()
-    tokens = sum(t.num_tokens for t in trajectories)
-    return [problems_rel, rel], {"trajectories": len(trajectories), "tokens": tokens}
+            if not chunks["rollouts"].has(c):
+                settings = s.search_settings(k, seeding.derive(cfg.run.seed, "generate", k, c), training=True)
+                result = searcher(problems[c * size : (c + 1) * size], backend, s.pack, loaded.tokenizer, settings)
+                chunks["trees"].write(c, result.trees)
+                chunks["pairs"].write(c, result.pairs)
+                chunks["rollouts"].write(c, result.trajectories)  # written last: marks the chunk done
+            for name, store in chunks.items():
+                out[name].extend(store.read(c, types[name]))
+            update(c + 1)
+    rels = [problems_rel, s.run.write_records(k, "rollouts.jsonl", out["rollouts"])]
+    if cfg.generate.searcher != "best_of_n":
+        rels += [
+            s.run.write_records(k, "trees.jsonl", out["trees"]),
+            s.run.write_records(k, "pairs.jsonl", out["pairs"]),
+        ]
+    for store in chunks.values():
+        store.clear()
+    tokens = sum(t.num_tokens for t in out["rollouts"])
+    return rels, {"trajectories": len(out["rollouts"]), "tokens": tokens, "pairs": len(out["pairs"])}
 
 
 # --------------------------------------------------------------------------------- verify
@@ -137,70 +211,39 @@ def verify(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     }
 
 
-# ---------------------------------------------------------------------------------- train
-def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
-    cfg, tc = s.config, s.config.train
+# ---------------------------------------------------------------------------------- label
+def label(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
+    """Run every configured labeller on the rollouts: labels.jsonl, and each trajectory's
+    ``step_rewards`` (shaped as ``label.shaping`` says) in rollouts.jsonl."""
+    cfg = s.config
+    problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
     trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
-    if any(t.correct is None for t in trajectories):
-        raise ValueError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
-    kept = select(
-        trajectories,
-        require_steps=cfg.verify.require_steps,
-        max_per_problem=tc.max_per_problem,
-        seed=seeding.derive(cfg.run.seed, "select", k),
-    )
-    # A fresh copy of the starting policy: the engine changes its weights in place.
-    loaded = models.load(s.policy_spec(k), cfg.run.device)
-    objective = get_objective(tc.objective)
-    examples = objective.examples(kept, loaded.tokenizer, loaded.tokenizer.eos_token or "")
-    order = _epoch_order(len(examples), tc.epochs, seeding.derive(cfg.run.seed, "order", k))
-    total = math.ceil(len(order) / tc.batch_size)
-    if tc.max_steps:
-        total = min(total, tc.max_steps)
-    engine = get_engine(tc.engine)(
-        loaded.model,
-        tc,
-        max(total, 1),
-        cfg.run.device,
-        loaded.tokenizer.pad_token_id or 0,
-        seed=seeding.derive(cfg.run.seed, "init", k),
-    )
-    store = s.run.state_dir(k)
-    latest = store.latest()
-    if latest is not None:
-        engine.load_state(latest)
-        say(f"iter {k} train: resuming from step {engine.step} ({latest.name})")
-    s.run.begin_phase(k, "train", keep_steps_upto=engine.step)
-    torch.manual_seed(seeding.derive(cfg.run.seed, "train", k, engine.step))
-    last: dict[str, float] = {}
-    with progress(f"iter {k} train", total) as update:
-        update(engine.step)
-        while engine.step < total:
-            batch = [examples[i] for i in order[engine.step * tc.batch_size : (engine.step + 1) * tc.batch_size]]
-            last = engine.train_step(batch, objective)
-            s.run.log({"iteration": k, "phase": "train", "step": engine.step, **last})
-            if engine.step % tc.save_every == 0 and engine.step < total:
-                with store.save(engine.step) as folder:
-                    engine.save_state(folder)
-            update(engine.step)
-    with s.run.checkpoint_dir(k, "policy") as folder:
-        engine.export(folder, loaded.tokenizer)
-    store.clear()
-    return [s.run.rel(s.run.artefact(k, "policy"))], {
-        "examples": len(examples),
-        "steps": total,
-        "final_loss": last.get("loss"),
-    }
+    chosen = trajectories
+    if cfg.label.max_trajectories and len(trajectories) > cfg.label.max_trajectories:
+        rng = random.Random(seeding.derive(cfg.run.seed, "label-subset", k))
+        chosen = sorted(rng.sample(trajectories, cfg.label.max_trajectories), key=lambda t: t.id)
+    ctx = s.label_context(k, problems)
+    labels: list[StepLabels] = []
+    metrics: dict[str, Any] = {"trajectories": len(chosen)}
+    for name in cfg.label.labellers:
+        with progress(f"iter {k} label {name}", 1) as update:
+            got = get_labeller(name).label(chosen, ctx)
+            update(1)
+        labels.extend(got)
+        by_id = {t.id: t for t in chosen}
+        for lab in got:
+            by_id[lab.trajectory_id].step_rewards[name] = shape(lab.labels, cfg.label.shaping, cfg.label.clip_eta)
+        steps = [v for lab in got for v in lab.labels]
+        metrics[f"{name}_mean"] = sum(steps) / len(steps) if steps else 0.0
+    rels = [s.run.write_records(k, "labels.jsonl", labels), s.run.write_records(k, "rollouts.jsonl", trajectories)]
+    return rels, metrics
 
 
-def _epoch_order(n: int, epochs: int, seed: int) -> list[int]:
-    rng = random.Random(seed)
-    order: list[int] = []
-    for _ in range(epochs):
-        idx = list(range(n))
-        rng.shuffle(idx)
-        order.extend(idx)
-    return order
+def shape(values: list[float], how: str, eta: float) -> list[float]:
+    if not values:
+        return []
+    r = torch.tensor([values])
+    return SHAPERS[how](r, torch.ones_like(r), eta)[0].tolist()
 
 
 # ------------------------------------------------------------------------------- evaluate
@@ -286,4 +329,68 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
     return report
 
 
-PHASES = {"generate": generate, "verify": verify, "train": train, "evaluate": evaluate}
+def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
+    """Sample solutions to test problems with the iteration's policy, label their steps with
+    every configured labeller and score each against the pack's gold step labels."""
+    from reasoner import stepeval
+
+    cfg = s.config
+    problems = s.pack.problems("test", n_problems, 0)
+    if s.pack.check_steps(problems[0], ["1"]) is None:
+        raise ValueError(f"pack {s.pack.name} has no gold step labels; step-level evaluation needs arith")
+    spec = s.policy_after(k)
+    backend = s.backend(spec)
+    settings = SearchSettings(
+        samples=samples,
+        temperature=cfg.generate.temperature,
+        max_new_tokens=cfg.evaluate.max_new_tokens,
+        batch_size=cfg.generate.batch_size,
+        seed=seeding.derive(cfg.run.seed, "step-eval", k),
+    )
+    trajs = get_searcher("best_of_n")(problems, backend, s.pack, backend.tokenizer, settings).trajectories
+    trajs = [t for t in trajs if t.steps]
+    by_id = {p.id: p for p in problems}
+    judge(s, by_id, trajs)
+    gold = [s.pack.check_steps(by_id[t.problem_id], t.steps) for t in trajs]
+    gold_first = [stepeval.first_error(g) for g in gold]
+    ctx = s.label_context(max(k, 1), by_id)
+    ctx.policy = spec
+    result: dict[str, Any] = {
+        "iteration": k,
+        "policy": spec,
+        "solutions": len(trajs),
+        "steps": sum(len(t.steps) for t in trajs),
+        "labellers": {},
+    }
+    for name in cfg.label.labellers:
+        labeller = get_labeller(name)
+        labels = labeller.label(trajs, ctx)
+        variants = {name: ([lab.labels for lab in labels], labeller.threshold)}
+        if name == "mc":
+            variants["mc-hard"] = ([lab.meta["hard"] for lab in labels], 0.5)
+        for vname, (scores, threshold) in variants.items():
+            pred = [stepeval.predicted_first_error(sc, threshold) for sc in scores]
+            result["labellers"][vname] = {
+                "threshold": threshold,
+                "step_accuracy": stepeval.step_accuracy(gold, scores, threshold),
+                **stepeval.first_error_f1(gold_first, pred),
+            }
+    s.run.write_json(k, "steps.json", result)
+    return result
+
+
+def _phases() -> dict:
+    from reasoner import trainphases
+
+    return {
+        "generate": generate,
+        "verify": verify,
+        "label": label,
+        "train": trainphases.train,
+        "reward": trainphases.reward,
+        "judge": trainphases.judge,
+        "evaluate": evaluate,
+    }
+
+
+PHASES = _phases()

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from reasoner.run import RunDir, atomic_write_text
 
-PHASE_ORDER = ["generate", "verify", "train", "evaluate"]
+PHASE_ORDER = ["generate", "verify", "label", "train", "reward", "judge", "evaluate"]
+SHORT = {"complete": "done", "running": "running", "pending": "-"}  # narrow enough for 80 columns
 
 
 def _fmt(value: Any) -> str:
@@ -30,16 +31,16 @@ def eval_table(results: dict[int, dict]) -> Table:
 
 
 def runs_table(runs: list[RunDir]) -> Table:
-    table = Table(title="runs")
+    table = Table(title="runs (done / running / - pending)")
     for col in ["run", "iteration", *PHASE_ORDER]:
         table.add_column(col)
     for rd in runs:
         iterations = rd.manifest().get("iterations", {})
         if not iterations:
-            table.add_row(str(rd.path), "-", *["pending"] * len(PHASE_ORDER))
+            table.add_row(str(rd.path), "-", *["-"] * len(PHASE_ORDER))
         for it in sorted(iterations, key=int):
             phases = iterations[it]
-            table.add_row(str(rd.path), it, *(phases.get(p, {}).get("status", "pending") for p in PHASE_ORDER))
+            table.add_row(str(rd.path), it, *(SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER))
     return table
 
 
@@ -101,4 +102,20 @@ def grade_table(counts) -> Table:
     for pack in sorted({p for p, _ in counts}):
         c, i, u = (counts[(pack, s)] for s in ("correct", "incorrect", "unverifiable"))
         table.add_row(pack, str(c), str(i), str(u), f"{c / max(c + i + u, 1):.4f}")
+    return table
+
+
+def steps_table(result: dict) -> Table:
+    table = Table(title=f"step-level evaluation ({result['solutions']} solutions, {result['steps']} steps)")
+    for col in ["labeller", "threshold", "step accuracy", "first-error F1", "error acc", "correct acc"]:
+        table.add_column(col)
+    for name, r in result["labellers"].items():
+        table.add_row(
+            name,
+            f"{r['threshold']:g}",
+            f"{r['step_accuracy']:.4f}",
+            f"{r['f1']:.4f}",
+            f"{r['error_acc']:.4f}",
+            f"{r['correct_acc']:.4f}",
+        )
     return table

@@ -253,8 +253,8 @@ class RunDir:
         with atomic_dir(self.artefact(iteration, name)) as tmp:
             yield tmp
 
-    def state_dir(self, iteration: int) -> StateStore:
-        return StateStore(self.artefact(iteration, "train_state"))
+    def state_dir(self, iteration: int, phase: str = "train") -> StateStore:
+        return StateStore(self.artefact(iteration, "train_state" if phase == "train" else f"train_state_{phase}"))
 
 
 class ChunkStore:

@@ -20,6 +20,7 @@ class Pack(Protocol):
     name: str
     extractor: str  # name in reasoner.verifiers.EXTRACTORS (config may override)
     verifier: str  # name in reasoner.verifiers.VERIFIERS
+    step_separator: str  # what joins steps back into a solution ("\n" or "\n\n")
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         """``n`` problems of ``split`` (train or test); the test split ignores ``seed``."""

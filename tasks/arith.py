@@ -63,6 +63,7 @@ class ArithPack:
     name = "arith"
     extractor = "flexible"
     verifier = "math"
+    step_separator = "\n"
 
     def __init__(self, difficulty: dict[str, Any] | None = None, prompt: str = "fewshot", **_: Any):
         try:

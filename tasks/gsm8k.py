@@ -22,6 +22,7 @@ class GSM8KPack:
     name = "gsm8k"
     extractor = "flexible"
     verifier = "math"
+    step_separator = "\n"
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source

@@ -22,6 +22,7 @@ class MathPack:
     name = "math"
     extractor = "flexible"
     verifier = "math"
+    step_separator = "\n\n"
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source

@@ -15,7 +15,7 @@ runner = CliRunner()
         (["--set", "train.epochs"], "expected section.key=value"),
         (["--set", "train.epoch=2"], "unknown key train.epoch"),
         (["--config", "missing.toml"], "missing.toml does not exist"),
-        (["--set", "generate.searcher=dfs"], "unknown searcher 'dfs'; valid: best_of_n"),
+        (["--set", "generate.searcher=dfs"], "unknown searcher 'dfs'; valid: beam, best_of_n, mcts"),
         (["--set", "model.policy=./no/such/folder"], "does not exist"),
         (["--set", "task.pack=gsm8k"], "needs task.source"),
     ],
@@ -66,7 +66,7 @@ def test_phase_commands_read_the_previous_phase(tmp_path):
     rollouts = (tmp_path / "r" / "iter_0001" / "rollouts.jsonl").read_text().splitlines()
     assert len(rollouts) == 4 and all(json.loads(line)["correct"] is not None for line in rollouts)
     listing = runner.invoke(app, ["runs", "--root", str(tmp_path)])
-    assert "complete" in listing.output and "pending" in listing.output
+    assert "done" in listing.output and "│ -" in listing.output
 
 
 def test_resuming_with_a_changed_config_is_refused(tmp_path):

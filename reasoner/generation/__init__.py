@@ -40,6 +40,12 @@ class Backend(Protocol):
     def generate(self, prompts: list[str], sampling: Sampling, progress=None) -> list[Completion]:
         """One completion per prompt, in order. ``progress(n_done)`` is called as rows finish."""
 
+    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, progress=None) -> list[Completion]:
+        """As `generate`, from token ids (tree search continues exact prefixes)."""
+
+    def score_ids(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+        """As `score`, from (prompt ids, continuation ids)."""
+
     def score(self, prompts: list[str], continuations: list[str]) -> list[list[float]]:
         """Token log-probabilities of each continuation after its prompt."""
 

@@ -1,1 +1,69 @@
-"""Step labellers (process rewards), looked up by config name, and reward shaping."""
+"""Step labellers (process rewards), looked up by config name, and reward shaping.
+
+A labeller reads verified trajectories and returns one `StepLabels` per trajectory: one score
+per step, higher is better (soft MC labels and judge verdicts are in [0, 1]; implicit rewards
+are log-ratios around 0, so each labeller also names the threshold that separates good steps
+from bad ones). Labellers see models only through `LabelContext`, never the run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reasoner.config import LabelConfig
+from reasoner.records import Problem, StepLabels, Trajectory
+
+
+@dataclass
+class LabelContext:
+    problems: dict[str, Problem]
+    pack: Any
+    settings: LabelConfig
+    seed: int
+    batch_size: int
+    policy: str  # model spec of the iteration's policy
+    backend_for: Callable[[str], Any]  # model spec -> generation backend (with .tokenizer)
+    is_correct: Callable[[Problem, str], bool]  # verifies a full solution text
+    reward_spec: str = ""  # implicit PRM phi for this iteration
+    reference_spec: str = ""  # frozen reference of the implicit PRM
+
+
+class Labeller(Protocol):
+    name: str
+    threshold: float  # a step scoring below this is predicted wrong
+
+    def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]: ...
+
+
+LABELLERS: dict[str, Callable[[], Labeller]] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        if name in LABELLERS and LABELLERS[name] is not factory:
+            raise ValueError(f"labeller {name!r} is already registered")
+        LABELLERS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_labeller(name: str) -> Labeller:
+    if name not in LABELLERS:
+        raise KeyError(f"unknown labeller {name!r}; valid: {', '.join(sorted(LABELLERS))}")
+    return LABELLERS[name]()
+
+
+def prefix_text(t: Trajectory, upto: int, separator: str) -> str:
+    """The trajectory's prompt followed by its first ``upto`` steps, ready to be continued."""
+    if upto == 0:
+        return t.prompt
+    return t.prompt + separator.join(t.steps[:upto]) + separator
+
+
+from reasoner.rewards import gold as _gold  # noqa: E402,F401
+from reasoner.rewards import implicit as _implicit  # noqa: E402,F401
+from reasoner.rewards import judge as _judge  # noqa: E402,F401
+from reasoner.rewards import mc as _mc  # noqa: E402,F401

@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reasoner.records import StepLabels, Trajectory
+from reasoner.rewards import LabelContext, register
+
 
 def token_rewards(policy_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
     """beta * (log pi_phi - log pi_ref) per token.
@@ -58,3 +61,42 @@ def outcome_loss(outcome: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         scalar mean of -[l log sigma(r) + (1 - l) log(1 - sigma(r))].
     """
     return F.binary_cross_entropy_with_logits(outcome, labels.float())
+
+
+@register("implicit")
+class ImplicitLabeller:
+    """Step rewards from one scoring pass of the reward model and one of the reference."""
+
+    name = "implicit"
+    threshold = 0.0  # a step whose summed log-ratio is negative is predicted wrong
+
+    def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
+        rewards = score_steps(trajectories, ctx)
+        return [
+            StepLabels(t.id, self.name, r, meta={"outcome": float(sum(r)), "beta": ctx.settings.implicit_beta})
+            for t, r in zip(trajectories, rewards, strict=True)
+        ]
+
+
+def score_steps(trajectories: list[Trajectory], ctx: LabelContext) -> list[list[float]]:
+    """Implicit step rewards of each trajectory (one forward of phi and one of the reference;
+    none at all while phi is still the reference, where every reward is exactly 0)."""
+    from reasoner.search.best_of_n import step_token_ends
+
+    phi = ctx.backend_for(ctx.reward_spec)
+    tok = phi.tokenizer
+    pairs = [
+        (tok(t.prompt, add_special_tokens=False)["input_ids"], tok(t.text, add_special_tokens=False)["input_ids"])
+        for t in trajectories
+    ]
+    ends = [step_token_ends(c, t.steps, tok) for (_, c), t in zip(pairs, trajectories, strict=True)]
+    if ctx.reward_spec == ctx.reference_spec:
+        return [[0.0] * len(t.steps) for t in trajectories]
+    ref = ctx.backend_for(ctx.reference_spec)
+    lp_phi, lp_ref = phi.score_ids(pairs), ref.score_ids(pairs)
+    out = []
+    for a, b, e in zip(lp_phi, lp_ref, ends, strict=True):
+        a_t, b_t = torch.tensor([a]), torch.tensor([b])
+        tokens = token_rewards(a_t, b_t, torch.ones_like(a_t), ctx.settings.implicit_beta)
+        out.append(step_rewards(tokens, [e])[0] if a else [0.0] * len(e))
+    return out

@@ -6,6 +6,10 @@ hard label is 1 when any completion is correct, the soft label the fraction corr
 
 from __future__ import annotations
 
+from reasoner.generation import Sampling
+from reasoner.records import StepLabels, Trajectory
+from reasoner.rewards import LabelContext, prefix_text, register
+
 
 def labels_from_counts(correct: list[int], n: int) -> tuple[list[float], list[float]]:
     """Hard and soft labels from per-step counts of correct completions out of ``n``."""
@@ -14,3 +18,50 @@ def labels_from_counts(correct: list[int], n: int) -> tuple[list[float], list[fl
     hard = [1.0 if c > 0 else 0.0 for c in correct]
     soft = [c / n for c in correct]
     return hard, soft
+
+
+@register("mc")
+class MCLabeller:
+    """Completions from every step prefix; the last step's label is the trajectory's own outcome.
+    Where a search tree already holds a step's value (MCTS node Q, `meta["node_q"]`), that value
+    is used and no completions are sampled for it."""
+
+    name = "mc"
+    threshold = 0.5
+
+    def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
+        s = ctx.settings
+        backend = ctx.backend_for(ctx.policy)
+        sep = ctx.pack.step_separator
+        requests: list[tuple[int, int]] = []  # (trajectory index, prefix length)
+        for ti, t in enumerate(trajectories):
+            known = t.meta.get("node_q") or []
+            for upto in range(1, len(t.steps)):
+                if upto - 1 < len(known) and known[upto - 1] is not None:
+                    continue
+                requests.append((ti, upto))
+        prompts = [prefix_text(trajectories[ti], upto, sep) for ti, upto in requests for _ in range(s.mc_samples)]
+        sampling = Sampling(
+            temperature=s.mc_temperature, max_new_tokens=s.mc_max_new_tokens, seed=ctx.seed, batch_size=ctx.batch_size
+        )
+        outs = backend.generate(prompts, sampling) if prompts else []
+        counts: dict[tuple[int, int], int] = {}
+        for k, (ti, upto) in enumerate(requests):
+            t = trajectories[ti]
+            done = outs[k * s.mc_samples : (k + 1) * s.mc_samples]
+            prefix = sep.join(t.steps[:upto]) + sep
+            counts[(ti, upto)] = sum(ctx.is_correct(ctx.problems[t.problem_id], prefix + o.text) for o in done)
+        result = []
+        for ti, t in enumerate(trajectories):
+            known = t.meta.get("node_q") or []
+            soft = []
+            for upto in range(1, len(t.steps)):
+                if (ti, upto) in counts:
+                    soft.append(counts[(ti, upto)] / s.mc_samples)
+                else:
+                    soft.append(float(known[upto - 1]))
+            if t.steps:
+                soft.append(1.0 if t.correct else 0.0)
+            hard = [1.0 if v > 0 else 0.0 for v in soft]
+            result.append(StepLabels(t.id, self.name, soft, meta={"hard": hard, "samples": s.mc_samples}))
+        return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reasoner.generation import Completion, Sampling
 from reasoner.records import Problem, Trajectory
-from reasoner.search import SearchSettings, register
+from reasoner.search import SearchResult, SearchSettings, register
 from reasoner.tasks import render
 
 
@@ -20,10 +20,12 @@ def best_of_n(problems: list[Problem], backend, pack, tokenizer, settings: Searc
         batch_size=settings.batch_size,
     )
     outs = backend.generate([prompts[i] for i, _ in requests], sampling, progress=progress)
-    return [
-        to_trajectory(problems[i], prompts[i], out, pack, tokenizer, f"{problems[i].id}/s{j}", "sample")
-        for (i, j), out in zip(requests, outs, strict=True)
-    ]
+    return SearchResult(
+        [
+            to_trajectory(problems[i], prompts[i], out, pack, tokenizer, f"{problems[i].id}/s{j}", "sample")
+            for (i, j), out in zip(requests, outs, strict=True)
+        ]
+    )
 
 
 def to_trajectory(problem: Problem, prompt: str, out: Completion, pack, tokenizer, tid: str, source: str):

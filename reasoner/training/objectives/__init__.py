@@ -18,10 +18,12 @@ def register(name: str):
     return deco
 
 
-def get_objective(name: str):
+def get_objective(name: str, **options):
     if name not in OBJECTIVES:
         raise KeyError(f"unknown objective {name!r}; valid: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name]()
+    return OBJECTIVES[name](**options)
 
 
+from reasoner.training.objectives import implicit_prm as _implicit_prm  # noqa: E402,F401
+from reasoner.training.objectives import judge_rl as _judge_rl  # noqa: E402,F401
 from reasoner.training.objectives import rft as _rft  # noqa: E402,F401

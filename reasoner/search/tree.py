@@ -1,0 +1,104 @@
+"""The search tree shared by beam search and MCTS: nodes are step prefixes.
+
+Each node keeps the token ids of its whole prefix (prompt plus steps), so expanding it asks
+the backend to continue exactly those ids; the backend's prefix store then reuses the keys and
+values computed when the node's step was generated (no prefix is computed twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reasoner.records import Problem, Trajectory, Tree, TreeNode
+
+
+@dataclass
+class SearchTree:
+    problem: Problem
+    prompt: str
+    nodes: list[TreeNode] = field(default_factory=list)
+    ids: list[list[int]] = field(default_factory=list)  # token ids of each node's whole prefix
+    texts: list[str] = field(default_factory=list)  # raw generated text of each node's step
+    children: dict[int, list[int]] = field(default_factory=dict)
+    logprob: list[float] = field(default_factory=list)  # summed token log-probability of the step
+    value_sum: list[float] = field(default_factory=list)
+    tokens: int = 0  # tokens generated in this tree
+
+    @classmethod
+    def start(cls, problem: Problem, prompt: str, prompt_ids: list[int]) -> SearchTree:
+        tree = cls(problem, prompt)
+        tree.nodes.append(TreeNode(id=0, parent=None, step="", token_start=len(prompt_ids), token_end=len(prompt_ids)))
+        tree.ids.append(list(prompt_ids))
+        tree.texts.append("")
+        tree.logprob.append(0.0)
+        tree.value_sum.append(0.0)
+        return tree
+
+    def add(
+        self, parent: int, text: str, token_ids: list[int], logprob: float, terminal: bool, prior: float = 1.0
+    ) -> int:
+        node = len(self.nodes)
+        start = len(self.ids[parent])
+        self.nodes.append(
+            TreeNode(
+                id=node,
+                parent=parent,
+                step=text.strip(),
+                token_start=start,
+                token_end=start + len(token_ids),
+                prior=prior,
+                terminal=terminal,
+            )
+        )
+        self.ids.append(self.ids[parent] + list(token_ids))
+        self.texts.append(text)
+        self.logprob.append(logprob)
+        self.value_sum.append(0.0)
+        self.children.setdefault(parent, []).append(node)
+        self.tokens += len(token_ids)
+        return node
+
+    def path(self, node: int) -> list[int]:
+        """Node ids from the first step down to ``node`` (the root excluded)."""
+        out = []
+        while node != 0:
+            out.append(node)
+            node = self.nodes[node].parent
+        return out[::-1]
+
+    def depth(self, node: int) -> int:
+        return len(self.path(node))
+
+    def q(self, node: int) -> float:
+        n = self.nodes[node]
+        return self.value_sum[node] / n.visits if n.visits else 0.0
+
+    def backup(self, node: int, value: float) -> None:
+        while node is not None:
+            self.nodes[node].visits += 1
+            self.value_sum[node] += value
+            self.nodes[node].value = self.q(node)
+            node = self.nodes[node].parent
+
+    def trajectory(self, node: int, tid: str, source: str) -> Trajectory:
+        path = self.path(node)
+        return Trajectory(
+            id=tid,
+            problem_id=self.problem.id,
+            prompt=self.prompt,
+            steps=[self.nodes[i].step for i in path],
+            text="".join(self.texts[i] for i in path).strip(),
+            source=source,
+            logprob=sum(self.logprob[i] for i in path),
+            num_tokens=len(self.ids[node]) - len(self.ids[0]),
+            step_token_ends=[self.nodes[i].token_end - len(self.ids[0]) for i in path],
+            meta={"node": node, "node_q": [self.q(i) if self.nodes[i].visits else None for i in path]},
+        )
+
+    def record(self, source: str) -> Tree:
+        return Tree(id=f"{self.problem.id}/{source}", problem_id=self.problem.id, source=source, nodes=self.nodes)
+
+
+def is_terminal(text: str, finish_reason: str, depth: int, max_steps: int) -> bool:
+    """A step ends the solution at EOS, when it states the answer, or at the depth limit."""
+    return finish_reason != "stop" or "answer is" in text.lower() or "boxed" in text or depth >= max_steps
