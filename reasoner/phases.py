@@ -368,11 +368,11 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
         variants = {name: ([lab.labels for lab in labels], labeller.threshold)}
         if name == "mc":
             variants["mc-hard"] = ([lab.meta["hard"] for lab in labels], 0.5)
-        for vname, (scores, threshold) in variants.items():
-            pred = [stepeval.predicted_first_error(sc, threshold) for sc in scores]
+        for vname, (values, threshold) in variants.items():
+            pred = [stepeval.predicted_first_error(sc, threshold) for sc in values]
             result["labellers"][vname] = {
                 "threshold": threshold,
-                "step_accuracy": stepeval.step_accuracy(gold, scores, threshold),
+                "step_accuracy": stepeval.step_accuracy(gold, values, threshold),
                 **stepeval.first_error_f1(gold_first, pred),
             }
     s.run.write_json(k, "steps.json", result)

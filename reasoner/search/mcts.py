@@ -133,7 +133,7 @@ def _pairs(tree: SearchTree, margin: float) -> list[Pair]:
     """Sibling steps whose Q values differ by at least ``margin``: chosen and rejected are the
     two step prefixes (the steps from the root, joined)."""
     out = []
-    for parent, kids in tree.children.items():
+    for kids in tree.children.values():
         seen = [k for k in kids if tree.nodes[k].visits]
         for i, a in enumerate(seen):
             for b in seen[i + 1 :]:
