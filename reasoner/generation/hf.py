@@ -305,7 +305,12 @@ class PrefixStore:
 
     def longest(self, tokens, max_len: int) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
         """(length, keys and values) of the longest stored prefix of ``tokens`` not longer than
-        ``max_len``, or (0, None)."""
+        ``max_len``, or (0, None). A stored entry longer than ``max_len`` that ``tokens`` starts
+        with serves too, cut to ``max_len``."""
+        key = tuple(tokens[: max_len + 1])
+        if max_len > 0 and key in self._entries:
+            self._entries.move_to_end(key)
+            return max_len, [(k[:, :, :max_len], v[:, :, :max_len]) for k, v in self._entries[key]]
         for length in sorted((n for n, c in self._lengths.items() if c > 0 and n <= max_len), reverse=True):
             key = tuple(tokens[:length])
             if key in self._entries:
