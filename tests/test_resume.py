@@ -47,6 +47,14 @@ max_new_tokens = 24
 """
 
 
+PRM_CONFIG = CONFIG.replace("[generate]", '[generate]\nsearcher = "mcts"').replace(
+    "[train]",
+    '[search]\nmcts_simulations = 3\nmcts_expansions = 2\nstep_tokens = 8\nmcts_value = "implicit"\n'
+    '[label]\nlabellers = ["mc", "implicit", "judge"]\nmc_samples = 2\njudge_samples = 2\n'
+    "judge_max_new_tokens = 6\nmax_trajectories = 12\nmc_max_new_tokens = 8\nreward_lora_rank = 0\n[train]",
+)
+
+
 def _start(run: Path, config: Path | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "reasoner.cli", "iterate", "--run", str(run)]
     if config is not None:
@@ -171,3 +179,36 @@ def test_finished_run_does_nothing(tmp_path, reference):
     err = _finish(_start(run, None))
     assert "iter 1 generate" not in err
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == mtimes
+
+
+@pytest.fixture(scope="module")
+def prm_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prm")
+    config = root / "c.toml"
+    config.write_text(PRM_CONFIG)
+    _finish(_start(root / "run", config))
+    snap = _snapshot(root / "run")
+    manifest = snap["manifest.json"]
+    assert manifest["iterations"]["1"]["reward"]["metrics"]["steps"] >= 4
+    assert "iter_0001/trees.jsonl" in snap and "iter_0001/labels.jsonl" in snap
+    return config, snap
+
+
+def test_tree_search_run_killed_in_reward_training_resumes_identically(tmp_path, prm_reference):
+    config, snap = prm_reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    latest = run / "iter_0001" / "train_state_reward" / "latest"
+    _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000002")
+    err = _finish(_start(run, None))
+    assert "iter 1 reward: resuming from step" in err
+    _assert_same(run, snap)
+
+
+def test_tree_search_run_killed_during_labelling_resumes_identically(tmp_path, prm_reference):
+    config, snap = prm_reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    _kill_when(proc, lambda: _manifest_status(run, 1, "label") == "running")
+    _finish(_start(run, None))
+    _assert_same(run, snap)
