@@ -140,6 +140,7 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "Sequences per forward pass (gradient accumulation splits the batch).")
     max_steps: int = _f(0, "Cap on optimizer steps per iteration; 0 means no cap.")
     max_per_problem: int = _f(4, "Most distinct correct samples kept per problem.")
+    filter_labeller: str = _f("", "Drop samples with a step this labeller scores below its threshold (e.g. judge).")
     save_every: int = _f(5, "Save train_state every this many steps (mid-phase resume point).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.")
 

@@ -15,7 +15,7 @@ from reasoner import models, seeding
 from reasoner.console import progress, say
 from reasoner.phases import Session
 from reasoner.records import StepLabels, Trajectory
-from reasoner.rewards import judge_rules
+from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives import get_objective
@@ -101,6 +101,17 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         "policy",
     )
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
+
+
+def _filter(s: Session, k: int, trajectories: list[Trajectory], name: str) -> list[Trajectory]:
+    """Drop trajectories with a step that labeller ``name`` scores below its threshold (e.g. a
+    step the StepWiser judge calls bad); trajectories it did not label are kept."""
+    if name not in s.config.label.labellers:
+        raise ValueError(f"train.filter_labeller is {name!r} but label.labellers does not run it")
+    threshold = get_labeller(name).threshold
+    scores = {lab.trajectory_id: lab.labels for lab in s.run.read_records(k, "labels.jsonl", StepLabels)
+              if lab.labeller == name}
+    return [t for t in trajectories if all(v >= threshold for v in scores.get(t.id, []))]
 
 
 # ------------------------------------------------------------------------------ reward model

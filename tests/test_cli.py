@@ -113,3 +113,19 @@ def test_grade_bad_line_names_file_line_field_and_keeps_earlier_output(tmp_path)
     assert result.exit_code == 2
     assert f"{src}:2: field 'prediction'" in " ".join(result.output.split())
     assert out.read_text() == "earlier results\n"
+
+
+def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
+    import reasoner.trainphases as tp
+    from reasoner import config as cfg
+    from reasoner.phases import Session
+    from reasoner.records import StepLabels, Trajectory
+    from reasoner.run import RunDir
+
+    conf = cfg.apply_overrides(cfg.Config(), ["model.policy=tiny", 'label.labellers=["judge"]'])
+    rd = RunDir(tmp_path / "r")
+    rd.open(conf)
+    rd.write_records(1, "labels.jsonl", [StepLabels("a", "judge", [1.0, 0.75]), StepLabels("b", "judge", [1.0, 0.25])])
+    trajs = [Trajectory(x, "p", "", ["s1", "s2"], "t", correct=True) for x in ("a", "b", "c")]
+    kept = tp._filter(Session(rd, conf), 1, trajs, "judge")
+    assert [t.id for t in kept] == ["a", "c"]  # b has a step at 0.25 < 0.5; c was not judged
