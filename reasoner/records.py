@@ -158,8 +158,9 @@ def to_line(record: Any) -> str:
     return json.dumps(to_dict(record), ensure_ascii=False, sort_keys=False)
 
 
-def iter_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
-    """Yield records from a JSONL file; blank lines are skipped; errors name file and line."""
+def iter_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, JSON object) from a JSONL file; blank lines are skipped; a line that
+    is not a JSON object is an error naming the file and line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -171,7 +172,15 @@ def iter_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
                 data = json.loads(raw)
             except json.JSONDecodeError as err:
                 raise RecordError(path, number, None, f"invalid JSON: {err.msg}") from err
-            yield from_dict(cls, data, path=path, line=number)
+            if not isinstance(data, dict):
+                raise RecordError(path, number, None, f"expected a JSON object, got {type(data).__name__}")
+            yield number, data
+
+
+def iter_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
+    """Yield records from a JSONL file, every field of every line checked."""
+    for number, data in iter_objects(path):
+        yield from_dict(cls, data, path=path, line=number)
 
 
 def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:

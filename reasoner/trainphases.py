@@ -109,8 +109,11 @@ def _filter(s: Session, k: int, trajectories: list[Trajectory], name: str) -> li
     if name not in s.config.label.labellers:
         raise ValueError(f"train.filter_labeller is {name!r} but label.labellers does not run it")
     threshold = get_labeller(name).threshold
-    scores = {lab.trajectory_id: lab.labels for lab in s.run.read_records(k, "labels.jsonl", StepLabels)
-              if lab.labeller == name}
+    scores = {
+        lab.trajectory_id: lab.labels
+        for lab in s.run.read_records(k, "labels.jsonl", StepLabels)
+        if lab.labeller == name
+    }
     return [t for t in trajectories if all(v >= threshold for v in scores.get(t.id, []))]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from reasoner.records import Problem
+from reasoner.registry import Registry
 
 
 class PackError(ValueError):
@@ -36,24 +37,13 @@ class Pack(Protocol):
         when the pack has no gold step labels."""
 
 
-PACKS: dict[str, Callable[..., Pack]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        if name in PACKS and PACKS[name] is not factory:
-            raise ValueError(f"task pack {name!r} is already registered")
-        PACKS[name] = factory
-        return factory
-
-    return deco
+PACKS: Registry[Callable[..., Pack]] = Registry("task pack", PackError)
+register = PACKS.register
 
 
 def get_pack(name: str, **options: Any) -> Pack:
     """Build pack ``name`` with its options (source, prompt style, difficulty)."""
-    if name not in PACKS:
-        raise PackError(f"unknown task pack {name!r}; valid: {', '.join(sorted(PACKS))}")
-    return PACKS[name](**options)
+    return PACKS.lookup(name)(**options)
 
 
 def render(messages: list[dict[str, str]], tokenizer) -> str:

@@ -9,26 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from reasoner.registry import Registry
 from reasoner.verifiers.extract import EXTRACTORS, get_extractor
 from reasoner.verifiers.verdict import Verdict
 
-VERIFIERS: dict[str, Callable[[str, str], Verdict]] = {}
-
-
-def register(name: str):
-    def deco(fn):
-        if name in VERIFIERS and VERIFIERS[name] is not fn:
-            raise ValueError(f"verifier {name!r} is already registered")
-        VERIFIERS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_verifier(name: str) -> Callable[[str, str], Verdict]:
-    if name not in VERIFIERS:
-        raise KeyError(f"unknown verifier {name!r}; valid: {', '.join(sorted(VERIFIERS))}")
-    return VERIFIERS[name]
+VERIFIERS: Registry[Callable[[str, str | None], Verdict]] = Registry("verifier")
+register = VERIFIERS.register
+get_verifier = VERIFIERS.lookup
 
 
 from reasoner.verifiers import registered as _registered  # noqa: E402,F401  (registers verifiers)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from reasoner.registry import Registry
+
 MAX_TEXT = 20_000  # longer outputs are judged on their tail only
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
@@ -76,10 +78,7 @@ def flexible(text: str) -> str | None:
     return numbers[-1].rstrip(".,") if numbers else None
 
 
-EXTRACTORS: dict[str, Callable[[str], str | None]] = {"strict": strict, "flexible": flexible}
-
-
-def get_extractor(name: str) -> Callable[[str], str | None]:
-    if name not in EXTRACTORS:
-        raise KeyError(f"unknown extractor {name!r}; valid: {', '.join(sorted(EXTRACTORS))}")
-    return EXTRACTORS[name]
+EXTRACTORS: Registry[Callable[[str], str | None]] = Registry("extractor")
+EXTRACTORS.register("strict")(strict)
+EXTRACTORS.register("flexible")(flexible)
+get_extractor = EXTRACTORS.lookup

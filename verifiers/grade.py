@@ -6,13 +6,12 @@ written back with ``answer`` (what was judged), ``verdict`` and ``reason`` added
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reasoner.records import RecordError
+from reasoner.records import RecordError, iter_objects
 from reasoner.verifiers import get_verifier
 from reasoner.verifiers.extract import flexible, strict
 
@@ -32,24 +31,13 @@ def answer_of(prediction: str) -> str | None:
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise RecordError(path, number, None, f"invalid JSON: {err.msg}") from None
-            if not isinstance(row, dict):
-                raise RecordError(path, number, None, "expected a JSON object")
-            for key in ("prediction", "gold"):
-                if not isinstance(row.get(key), str):
-                    raise RecordError(path, number, key, "missing or not text")
-            if "pack" in row and not isinstance(row["pack"], str):
-                raise RecordError(path, number, "pack", "must be text")
-            yield number, row
+    for number, row in iter_objects(path):
+        for key in ("prediction", "gold"):
+            if not isinstance(row.get(key), str):
+                raise RecordError(path, number, key, "missing or not text")
+        if "pack" in row and not isinstance(row["pack"], str):
+            raise RecordError(path, number, "pack", "must be text")
+        yield number, row
 
 
 def grade_file(path: Path, default_pack: str | None, verifier_of) -> tuple[list[dict], Counter]:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reasoner.registry import Registry
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -50,23 +52,9 @@ class Backend(Protocol):
         """Token log-probabilities of each continuation after its prompt."""
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        if name in BACKENDS and BACKENDS[name] is not factory:
-            raise ValueError(f"generation backend {name!r} is already registered")
-        BACKENDS[name] = factory
-        return factory
-
-    return deco
-
-
-def get_backend(name: str) -> Callable[..., Backend]:
-    if name not in BACKENDS:
-        raise KeyError(f"unknown generation backend {name!r}; valid: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name]
+BACKENDS: Registry[Callable[..., Backend]] = Registry("generation backend")
+register = BACKENDS.register
+get_backend = BACKENDS.lookup
 
 
 from reasoner.generation import hf as _hf  # noqa: E402,F401  (registers "hf")

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from reasoner.config import LabelConfig
 from reasoner.records import Problem, StepLabels, Trajectory
+from reasoner.registry import Registry
 
 
 @dataclass
@@ -37,23 +38,12 @@ class Labeller(Protocol):
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]: ...
 
 
-LABELLERS: dict[str, Callable[[], Labeller]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        if name in LABELLERS and LABELLERS[name] is not factory:
-            raise ValueError(f"labeller {name!r} is already registered")
-        LABELLERS[name] = factory
-        return factory
-
-    return deco
+LABELLERS: Registry[Callable[[], Labeller]] = Registry("labeller")
+register = LABELLERS.register
 
 
 def get_labeller(name: str) -> Labeller:
-    if name not in LABELLERS:
-        raise KeyError(f"unknown labeller {name!r}; valid: {', '.join(sorted(LABELLERS))}")
-    return LABELLERS[name]()
+    return LABELLERS.lookup(name)()
 
 
 def prefix_text(t: Trajectory, upto: int, separator: str) -> str:

@@ -15,6 +15,7 @@ from typing import Protocol
 from reasoner.config import SearchConfig
 from reasoner.generation import Backend
 from reasoner.records import Pair, Problem, Trajectory, Tree
+from reasoner.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,23 +54,9 @@ class Searcher(Protocol):
     ) -> SearchResult: ...
 
 
-SEARCHERS: dict[str, Searcher] = {}
-
-
-def register(name: str):
-    def deco(fn):
-        if name in SEARCHERS and SEARCHERS[name] is not fn:
-            raise ValueError(f"searcher {name!r} is already registered")
-        SEARCHERS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_searcher(name: str) -> Searcher:
-    if name not in SEARCHERS:
-        raise KeyError(f"unknown searcher {name!r}; valid: {', '.join(sorted(SEARCHERS))}")
-    return SEARCHERS[name]
+SEARCHERS: Registry[Searcher] = Registry("searcher")
+register = SEARCHERS.register
+get_searcher = SEARCHERS.lookup
 
 
 from reasoner.search import beam as _beam  # noqa: E402,F401

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reasoner.config import TrainConfig
+from reasoner.registry import Registry
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -35,23 +36,9 @@ class Engine(Protocol):
     def export(self, folder: Path, tokenizer) -> None: ...
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        if name in ENGINES and ENGINES[name] is not factory:
-            raise ValueError(f"training engine {name!r} is already registered")
-        ENGINES[name] = factory
-        return factory
-
-    return deco
-
-
-def get_engine(name: str) -> Callable[..., Engine]:
-    if name not in ENGINES:
-        raise KeyError(f"unknown training engine {name!r}; valid: {', '.join(sorted(ENGINES))}")
-    return ENGINES[name]
+ENGINES: Registry[Callable[..., Engine]] = Registry("training engine")
+register = ENGINES.register
+get_engine = ENGINES.lookup
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-OBJECTIVES: dict[str, Callable] = {}
+from reasoner.registry import Registry
 
-
-def register(name: str):
-    def deco(factory):
-        if name in OBJECTIVES and OBJECTIVES[name] is not factory:
-            raise ValueError(f"objective {name!r} is already registered")
-        OBJECTIVES[name] = factory
-        return factory
-
-    return deco
+OBJECTIVES: Registry[Callable] = Registry("objective")
+register = OBJECTIVES.register
 
 
 def get_objective(name: str, **options):
-    if name not in OBJECTIVES:
-        raise KeyError(f"unknown objective {name!r}; valid: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](**options)
+    return OBJECTIVES.lookup(name)(**options)
 
 
 from reasoner.training.objectives import implicit_prm as _implicit_prm  # noqa: E402,F401
