@@ -91,6 +91,14 @@ class SearchConfig:
     mcts_value: str = _f("implicit", "MCTS: value of a non-terminal node: implicit (reward model) or none (0.5).")
     pair_margin: float = _f(0.3, "MCTS: smallest Q difference between sibling steps that makes a preference pair.")
 
+    def __post_init__(self) -> None:
+        if self.beam_scorer not in ("implicit", "judge", "none"):
+            raise ConfigError("search.beam_scorer must be implicit, judge or none (the policy's own log-probability)")
+        if self.mcts_value not in ("implicit", "none"):
+            raise ConfigError("search.mcts_value must be implicit or none")
+        if min(self.beam_width, self.beam_expansions, self.mcts_expansions, self.max_steps, self.step_tokens) < 1:
+            raise ConfigError("search widths, expansions, max_steps and step_tokens must be >= 1")
+
 
 @dataclass(frozen=True)
 class LabelConfig:
