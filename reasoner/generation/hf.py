@@ -25,7 +25,7 @@ from reasoner.generation import Completion, Sampling, register
 @register("hf")
 class HFBackend:
     def __init__(
-        self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 2 << 30
+        self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 4 << 30
     ):
         self.model = model
         self.tokenizer = tokenizer
