@@ -116,6 +116,18 @@ def train(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration:
 
 
 @app.command()
+def reward(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Update the implicit PRM on the labelled rollouts' outcomes (writes reward/)."""
+    _phase("reward", run, config, set_, iteration)
+
+
+@app.command()
+def judge(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+    """Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/)."""
+    _phase("judge", run, config, set_, iteration)
+
+
+@app.command()
 def evaluate(
     run: RunOpt,
     config: ConfigOpt = None,
