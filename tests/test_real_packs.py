@@ -1,10 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
 from reasoner.tasks import PackError, get_pack
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("REASONER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not present")
 
 
