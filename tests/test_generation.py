@@ -132,3 +132,28 @@ def test_kept_prefixes_are_reused_exactly(tiny):
             torch.tensor([child]), max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None
         )
         assert out.token_ids == ref[0, len(child) :].tolist()
+
+
+def test_prefix_store_keeps_deltas_and_evicts_leaves_first():
+    from reasoner.generation.hf import PrefixStore
+
+    def kv(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        return [(torch.randn(1, 2, n, 4, generator=g), torch.randn(1, 2, n, 4, generator=g)) for _ in range(3)]
+
+    full = kv(6, 0)
+    store = PrefixStore(max_bytes=10**9)
+    store.put([1, 2, 3], [(k[:, :, :3], v[:, :, :3]) for k, v in full])
+    store.put([1, 2, 3, 4, 5, 6], full)
+    # the child keeps only its 3 new tokens
+    assert store._entries[(1, 2, 3, 4, 5, 6)].delta[0][0].shape[2] == 3
+    length, got = store.longest([1, 2, 3, 4, 5, 6, 7], 6)
+    assert length == 6 and all(torch.equal(a, b) for (a, _), (b, _) in zip(got, full, strict=True))
+    store.max_bytes = store._bytes + 1  # no room for another entry
+    store.put([9, 9], kv(2, 1))
+    # the parent (1, 2, 3) is the oldest, but the child needs it: the child, a leaf, goes
+    assert (1, 2, 3) in store._entries and (1, 2, 3, 4, 5, 6) not in store._entries
+    assert store.longest([1, 2, 3, 4, 5, 6, 7], 6)[0] == 3
+    # a stored entry one token longer than the allowed length serves, cut to it
+    length, got = store.longest([1, 2, 3], 2)
+    assert length == 2 and torch.equal(got[0][0], full[0][0][:, :, :2])
