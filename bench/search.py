@@ -3,12 +3,13 @@
 1. Prefix reuse: for beam search and MCTS, tokens the model computed (prefill + decode)
    against new tokens generated, after each problem's prompt is computed once (goal <= 1.1x).
 2. Accuracy of best-of-n (majority vote), beam search (best final score) and MCTS (most visited
-   terminal) on the same test problems, each given about the same generated-token budget per
-   problem (MCTS is capped at best-of-n's mean; beam's width and expansions are reported).
+   terminal), and a majority vote over each search's solutions, on the same test problems, each
+   given about the same generated-token budget per problem (MCTS is capped at best-of-n's mean;
+   beam stops when its beams finish; the tokens each used are printed).
 3. Implicit PRM scoring: tokens/s of scoring (policy + reference log-probabilities, LM head on
    the response only) against a bare forward pass with full logits, same sequences.
 
-    python bench/search.py --problems 50 [--policy runs/X/iter_0003/policy] [--reward DIR]
+    python bench/search.py --problems 50 [--policy runs/X/iter_0003/policy]
 """
 
 from __future__ import annotations
@@ -101,12 +102,20 @@ def main() -> None:
         for t in res.trajectories:
             firsts.setdefault(t.problem_id, t)
         acc = sum(p.id in firsts and correct(p, firsts[p.id].text) for p in problems) / len(problems)
+        groups = {}
+        for t in res.trajectories:
+            groups.setdefault(t.problem_id, []).append(t)
+        majority = 0
+        for p in problems:
+            votes = Counter(extract(t.text) for t in groups.get(p.id, []) if extract(t.text))
+            majority += bool(votes) and verify(p.answer, votes.most_common(1)[0][0]).correct
         new = sum(tree_tokens(tr) for tr in res.trees)
         computed = (backend.stats["prefill_tokens"] - before["prefill_tokens"]) + (
             backend.stats["decode_tokens"] - before["decode_tokens"]
         )
         report[name] = {
             "accuracy": acc,
+            "majority_accuracy": majority / len(problems),
             "tokens_per_problem": new / len(problems),
             "computed_per_new_token": computed / max(new, 1),
             "seconds": time.time() - t0,

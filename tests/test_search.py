@@ -37,8 +37,11 @@ def test_beam_keeps_width_and_is_deterministic(tiny):
     for tree in a.trees:
         depth1 = [n for n in tree.nodes if n.parent == 0]
         assert len(depth1) == 3  # the root expanded beam_expansions times
-        expanded = {n.parent for n in tree.nodes if n.parent not in (None, 0)}
-        assert len(expanded) <= 2  # at most beam_width nodes kept per round
+        depth = {0: 0}
+        for n in tree.nodes[1:]:
+            depth[n.id] = depth[n.parent] + 1
+        for d in range(1, 3):  # nodes expanded in round d+1 were kept in round d: at most beam_width
+            assert len({n.parent for n in tree.nodes[1:] if depth[n.id] == d + 1}) <= 2
     for t in a.trajectories:
         assert 1 <= len(t.steps) <= 3
 

@@ -100,5 +100,6 @@ class SearchTree:
 
 
 def is_terminal(text: str, finish_reason: str, depth: int, max_steps: int) -> bool:
-    """A step ends the solution at EOS, when it states the answer, or at the depth limit."""
-    return finish_reason != "stop" or "answer is" in text.lower() or "boxed" in text or depth >= max_steps
+    """A step ends the solution at EOS, when it states the answer, or at the depth limit. A step
+    cut by the step-token cap is not an end: its continuation is the next step."""
+    return finish_reason == "eos" or "answer is" in text.lower() or "boxed" in text or depth >= max_steps
