@@ -353,7 +353,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
     judge(s, by_id, trajs)
     gold = [s.pack.check_steps(by_id[t.problem_id], t.steps) for t in trajs]
     gold_first = [stepeval.first_error(g) for g in gold]
-    ctx = s.label_context(max(k, 1), by_id)
+    ctx = s.label_context(k + 1, by_id)  # the reward model and judge trained in iteration k
     ctx.policy = spec
     result: dict[str, Any] = {
         "iteration": k,
