@@ -19,28 +19,31 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def eval_table(results: dict[int, dict]) -> Table:
-    table = Table(title="held-out evaluation")
+def eval_table(results: dict[int, dict], title: str = "held-out evaluation") -> Table:
+    """One row per metric, one column per iteration (iterations are few, metrics many)."""
+    table = Table(title=title)
     keys = sorted({k for m in results.values() for k in m if k != "seconds"})
-    table.add_column("iteration")
-    for k in keys:
-        table.add_column(k)
+    table.add_column("metric", overflow="fold")
     for it in sorted(results):
-        table.add_row(str(it), *(_fmt(results[it].get(k)) for k in keys))
+        table.add_column(f"iter {it}", justify="right")
+    for k in keys:
+        table.add_row(k, *(_fmt(results[it].get(k)) for it in sorted(results)))
     return table
 
 
 def runs_table(runs: list[RunDir]) -> Table:
     table = Table(title="runs (done / running / - pending)")
-    for col in ["run", "iteration", *PHASE_ORDER]:
+    table.add_column("run", overflow="fold")
+    table.add_column("iter")
+    for col in PHASE_ORDER:
         table.add_column(col)
     for rd in runs:
         iterations = rd.manifest().get("iterations", {})
         if not iterations:
-            table.add_row(str(rd.path), "-", *["-"] * len(PHASE_ORDER))
+            table.add_row(rd.path.name, "-", *["-"] * len(PHASE_ORDER))
         for it in sorted(iterations, key=int):
             phases = iterations[it]
-            table.add_row(str(rd.path), it, *(SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER))
+            table.add_row(rd.path.name, it, *(SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER))
     return table
 
 
@@ -52,7 +55,7 @@ def run_table(rd: RunDir) -> Table:
             **{f"verify_{k}": v for k, v in phases.get("verify", {}).get("metrics", {}).items() if k != "seconds"},
             **phases.get("evaluate", {}).get("metrics", {}),
         }
-    return eval_table(rows)
+    return eval_table(rows, title=f"run {rd.path.name}")
 
 
 def series(rd: RunDir) -> dict[str, list[tuple[float, float]]]:
