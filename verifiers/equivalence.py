@@ -128,7 +128,8 @@ _SET_BUILDER = re.compile(r"^\\\{\s*([a-zA-Z])\s*(?:\\mid|\||:)\s*(.+)\\\}$")
 def _parse(s: str):
     from latex2sympy2_extended import latex2sympy
 
-    s = re.sub(r"\\in(?![a-zA-Z])", "", s).strip()  # "x \in [1, 2]" (but not \infty)
+    s = re.sub(r"^\s*[a-zA-Z]\s*\\in(?![a-zA-Z])", "", s)  # "x \in [1, 2]" is the set itself
+    s = re.sub(r"\\in(?![a-zA-Z])", "", s).strip()  # (but not \infty)
     m = _SET_BUILDER.match(s)
     try:
         if m:

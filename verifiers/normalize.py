@@ -73,12 +73,23 @@ def strip_units(s: str) -> tuple[str, dict[str, bool]]:
     return s, flags
 
 
+_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
+
+
 def parse_number(text: str) -> Fraction | None:
     """Exact value of a plain number, or None: 1,234  -3.5  007  27.0  4.5e33  4.5\\times10^{33}
     \\frac{3}{4}  \\frac34  3/4  2\\frac58 (mixed)."""
     s = text.replace(" ", "")
     if not s or len(s) > 64:
         return None
+    if s.lower() in _WORDS:  # "six": a number written as a word
+        return Fraction(_WORDS[s.lower()])
     if s.startswith("{") and s.endswith("}"):
         s = s[1:-1]
     if _THOUSANDS.match(s):
