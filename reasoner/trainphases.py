@@ -29,7 +29,7 @@ def _fit(s: Session, k: int, phase: str, start: str, tc, objective, make_example
     cfg = s.config
     loaded = models.load(start, cfg.run.device)  # a fresh copy: the engine changes weights in place
     examples = make_examples(loaded.tokenizer)
-    order = _epoch_order(len(examples), tc.epochs, seeding.derive(cfg.run.seed, "order", phase, k))
+    order = _epoch_order(len(examples), tc.epochs, _seed(cfg.run.seed, "order", phase, k))
     total = math.ceil(len(order) / tc.batch_size)
     if tc.max_steps:
         total = min(total, tc.max_steps)
@@ -39,9 +39,7 @@ def _fit(s: Session, k: int, phase: str, start: str, tc, objective, make_example
         max(total, 1),
         cfg.run.device,
         loaded.tokenizer.pad_token_id or 0,
-        seed=seeding.derive(cfg.run.seed, "init", phase, k)
-        if phase != "train"
-        else seeding.derive(cfg.run.seed, "init", k),
+        seed=_seed(cfg.run.seed, "init", phase, k),
     )
     store = s.run.state_dir(k, phase)
     latest = store.latest()
@@ -64,6 +62,12 @@ def _fit(s: Session, k: int, phase: str, start: str, tc, objective, make_example
         engine.export(folder, loaded.tokenizer)
     store.clear()
     return {"examples": len(examples), "steps": total, "final_loss": last.get("loss")}
+
+
+def _seed(run_seed: int, use: str, phase: str, k: int) -> int:
+    # The policy's seeds keep the form they had before the reward and judge phases existed, so
+    # runs made then (bench/iterate's figures among them) resume and reproduce unchanged.
+    return seeding.derive(run_seed, use, k) if phase == "train" else seeding.derive(run_seed, use, phase, k)
 
 
 def _epoch_order(n: int, epochs: int, seed: int) -> list[int]:
