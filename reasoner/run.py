@@ -125,6 +125,7 @@ class RunDir:
             manifest["created"] = _now()
             self._save_manifest(manifest)
             return config
+        self.remove_stale_temporaries()
         saved = self.saved_config()
         changes = cfg.diff(saved, config)
         named = {".".join(cfg.parse_override(o)[:2]) for o in overrides or []}
@@ -143,6 +144,16 @@ class RunDir:
             atomic_write_text(self.config_path, cfg.to_toml(config))
             self._save_manifest(manifest)
         return config
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete temporary files and folders that a killed write left behind (names starting
+        with a dot: `.NAME.XXXX.tmp`, `.NAME.XXXX/`, `.NAME.old/`); they never hold the only
+        copy of anything, since a write renames its temporary into place as its last act."""
+        for path in sorted(self.path.rglob(".*"), key=lambda p: -len(p.parts)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
 
     def saved_config(self) -> cfg.Config:
         if not self.exists():

@@ -76,3 +76,14 @@ def test_checkpoint_dir_replaces_atomically(tmp_path):
         raise ValueError("killed half way")
     assert (rd.artefact(1, "policy") / "a").read_text() == "1"
     assert json.loads(json.dumps(rd.manifest()))["iterations"] == {}
+
+
+def test_reopening_a_run_removes_what_killed_writes_left(tmp_path):
+    rd = RunDir(tmp_path / "r")
+    rd.open(cfg.Config())
+    (rd.path / ".manifest.json.abc123.tmp").write_text("half")
+    (rd.path / "iter_0001" / ".policy.xyz").mkdir(parents=True)
+    (rd.path / "iter_0001" / ".policy.xyz" / "model.safetensors").write_text("half")
+    rd.open(cfg.Config())
+    leftovers = [p.name for p in rd.path.rglob(".*")]
+    assert leftovers == [] and rd.config_path.exists()
