@@ -362,6 +362,10 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
         "steps": sum(len(t.steps) for t in trajs),
         "labellers": {},
     }
+    details = [
+        {"trajectory": t.id, "problem": t.problem_id, "steps": t.steps, "correct": t.correct, "gold": g, "scores": {}}
+        for t, g in zip(trajs, gold, strict=True)
+    ]
     for name in cfg.label.labellers:
         labeller = get_labeller(name)
         labels = labeller.label(trajs, ctx)
@@ -369,6 +373,8 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
         if name == "mc":
             variants["mc-hard"] = ([lab.meta["hard"] for lab in labels], 0.5)
         for vname, (values, threshold) in variants.items():
+            for row, v in zip(details, values, strict=True):
+                row["scores"][vname] = v
             pred = [stepeval.predicted_first_error(sc, threshold) for sc in values]
             result["labellers"][vname] = {
                 "threshold": threshold,
@@ -376,6 +382,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
                 **stepeval.first_error_f1(gold_first, pred),
             }
     s.run.write_json(k, "steps.json", result)
+    s.run.write_records(k, "steps.jsonl", details)
     return result
 
 

@@ -151,7 +151,8 @@ def from_dict(cls: type[R], data: Any, *, path: str | Path = "<memory>", line: i
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    return asdict(record)
+    """A record as a plain dict; plain dicts pass through."""
+    return record if isinstance(record, dict) else asdict(record)
 
 
 def to_line(record: Any) -> str:

@@ -2,15 +2,22 @@
 
 A problem is a start quantity followed by ``steps`` operations; each operation is one sentence
 of the question and one line ``a op b = c`` of the gold solution, which ends with
-"The answer is N.". Every intermediate result is known, so any model step can be checked:
-each equation in it must be arithmetically true and land on a value of the gold chain, and an
-"answer is" claim must equal the gold answer. Deterministic from a seed; the test split comes
-from its own fixed seed and the train split never repeats a test question.
+"The answer is N.". The problem's operations are known, so any model step can be checked
+(`check_steps`): each equation in it must be arithmetically true AND apply, to a quantity the
+story can be in, operations of the problem that were not yet used, in an order that keeps the
+story's result (additions and subtractions commute; a "times as large" applies to everything
+before it and nothing after it). "The answer is N" must name the gold answer. So "3 + 10 = 13"
+for "has 3, sells 1, finds 10" is a right step (the two changes commute), while "9 - 4 = 5" for
+"has 5, finds 4, buys 4" is wrong although 5 is a quantity of the story. Equations that combine
+the changes first ("10 - 1 = 9", then "3 + 9 = 12") are marked wrong: a known limit.
+Deterministic from a seed; the test split comes from its own fixed seed and the train split
+never repeats a test question.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import random
 import re
@@ -27,6 +34,7 @@ PHRASES = {
     "-": ["{name} gives away {n} {item}.", "{name} loses {n} {item}.", "{name} sells {n} {item}."],
     "*": ["Then the number of {item} {name} has becomes {n} times as large."],
 }
+MAX_STEPS = 12  # the step check enumerates the 2**steps sets of used operations
 TEST_SEED = 20_241_124
 SYSTEM = (
     "Solve the math word problem. Write one calculation per line in the form a + b = c, "
@@ -43,6 +51,7 @@ EXAMPLES = [
     ),
 ]
 _EQUATION = re.compile(r"((?:[\d.]+\s*[-+*/x×÷]\s*)+[\d.]+)\s*=\s*(-?[\d.,]+)")
+_TOKEN = re.compile(r"[\d.]+|[-+*/]")
 _ANSWER = re.compile(r"answer is\s*:?\s*\$?(-?[\d.,]+)", re.I)
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
@@ -54,8 +63,8 @@ class Difficulty:
     ops: str = "+-"
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.max_number < 2 or not self.ops or set(self.ops) - set(PHRASES):
-            raise PackError("arith difficulty: steps >= 1, max_number >= 2, ops a subset of '+-*'")
+        if not 1 <= self.steps <= MAX_STEPS or self.max_number < 2 or not self.ops or set(self.ops) - set(PHRASES):
+            raise PackError(f"arith difficulty: 1 <= steps <= {MAX_STEPS}, max_number >= 2, ops a subset of '+-*'")
 
 
 @register("arith")
@@ -94,7 +103,7 @@ class ArithPack:
         name, item = rng.choice(NAMES), rng.choice(ITEMS)
         value = rng.randint(1, d.max_number)
         sentences = [f"{name} has {value} {item}."]
-        lines, chain = [], [value]
+        lines, chain, operations = [], [value], []
         for _ in range(d.steps):
             op = rng.choice([o for o in d.ops if o != "-" or value > 1])
             if op == "-":
@@ -106,6 +115,7 @@ class ArithPack:
             new = {"+": value + n, "-": value - n, "*": value * n}[op]
             sentences.append(rng.choice(PHRASES[op]).format(name=name, n=n, item=item))
             lines.append(f"{value} {op} {n} = {new}")
+            operations.append([op, n])
             value = new
             chain.append(value)
         sentences.append(f"How many {item} does {name} have now?")
@@ -116,7 +126,7 @@ class ArithPack:
             question=" ".join(sentences),
             answer=str(value),
             solution="\n".join(lines),
-            meta={"chain": chain, "steps": d.steps, "max_number": d.max_number, "ops": d.ops},
+            meta={"chain": chain, "operations": operations, "steps": d.steps, "max_number": d.max_number, "ops": d.ops},
         )
 
     # ------------------------------------------------------------------------------- prompt
@@ -132,19 +142,95 @@ class ArithPack:
 
     # ---------------------------------------------------------------------------- gold steps
     def check_steps(self, problem: Problem, steps: list[str]) -> list[bool | None]:
-        chain = {float(v) for v in problem.meta.get("chain", [])}
+        story = _Story.of(problem)
         gold = float(problem.answer)
-        return [_check_step(step, chain, gold) for step in steps]
+        return [_check_step(step, story, gold) for step in steps]
 
 
-def _check_step(step: str, chain: set[float], gold: float) -> bool | None:
+class _Story:
+    """The quantities a problem can be in: one per valid set of used operations."""
+
+    def __init__(self, start: float, operations: tuple[tuple[str, float], ...]):
+        self.start, self.operations = start, operations
+        self.states: dict[frozenset[int], float] = {}
+        self._grow(frozenset(), start)
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Story:
+        chain = [float(v) for v in problem.meta.get("chain", [])]
+        if not chain:
+            raise PackError(f"arith problem {problem.id} has no gold chain in meta; step checks need it")
+        ops = problem.meta.get("operations")
+        if ops is None:  # records written before operations were stored: differences of the chain
+            ops = [("+" if b >= a else "-", abs(b - a)) for a, b in zip(chain, chain[1:], strict=False)]
+        return _story(chain[0], tuple((str(op), float(n)) for op, n in ops))
+
+    def _valid(self, used: frozenset[int]) -> bool:
+        for i, (op, _) in enumerate(self.operations):
+            if op == "*" and (
+                (i in used and any(j not in used for j in range(i)))
+                or (i not in used and any(j in used for j in range(i + 1, len(self.operations))))
+            ):
+                return False
+        return True
+
+    def _grow(self, used: frozenset[int], value: float) -> None:
+        if used in self.states:
+            return
+        self.states[used] = value
+        for k, (op, n) in enumerate(self.operations):
+            nxt = used | {k}
+            if k not in used and self._valid(nxt):
+                self._grow(nxt, _apply(value, op, n))
+
+    def reaches(self, start: float, moves: list[tuple[str, float]], result: float) -> bool:
+        """Whether applying ``moves`` left to right from a story quantity equal to ``start``, each
+        move a not-yet-used operation of the problem, keeps to valid states and ends at ``result``."""
+        frontier = [used for used, v in self.states.items() if _close(v, start)]
+        for op, n in moves:
+            frontier = [
+                used | {k}
+                for used in frontier
+                for k, (o, m) in enumerate(self.operations)
+                if k not in used and o == op and _close(m, n) and (used | {k}) in self.states
+            ]
+        return any(_close(self.states[used], result) for used in frontier)
+
+
+@functools.lru_cache(maxsize=4096)
+def _story(start: float, operations: tuple[tuple[str, float], ...]) -> _Story:
+    return _Story(start, operations)
+
+
+def _apply(value: float, op: str, n: float) -> float:
+    return {"+": value + n, "-": value - n, "*": value * n}[op]
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) < 1e-9
+
+
+def _check_step(step: str, story: _Story, gold: float) -> bool | None:
     claims: list[bool] = []
     for lhs, rhs in _EQUATION.findall(step):
         left, right = _evaluate(lhs), _number(rhs)
-        claims.append(left is not None and right is not None and abs(left - right) < 1e-9 and right in chain)
+        claims.append(left is not None and right is not None and _close(left, right) and _on_story(lhs, right, story))
     for value in _ANSWER.findall(step):
         claims.append(_number(value) == gold)
     return all(claims) if claims else None
+
+
+def _on_story(lhs: str, result: float, story: _Story) -> bool:
+    """The equation's left side read as a story quantity followed by operations of the problem;
+    with one commutative operation the quantity may come second ("4 + 9" for 9 plus 4)."""
+    tokens = _TOKEN.findall(lhs.replace("×", "*").replace("x", "*").replace("÷", "/"))
+    numbers = [_number(t) for t in tokens[::2]]
+    ops = tokens[1::2]
+    if any(v is None for v in numbers) or len(numbers) != len(ops) + 1:
+        return False
+    if story.reaches(numbers[0], list(zip(ops, numbers[1:], strict=True)), result):
+        return True
+    return len(ops) == 1 and ops[0] in "+*" and story.reaches(numbers[1], [(ops[0], numbers[0])], result)
 
 
 def _number(text: str) -> float | None:

@@ -66,3 +66,62 @@ def test_fewshot_prompt_shares_a_prefix(tiny):
     shared = a.split(problems[0].question)[0]
     assert b.startswith(shared) and "The answer is 11." in shared  # system + examples first
     assert problems[1].question in b[len(shared) :]
+
+
+def _problem(start, operations, answer):
+    from reasoner.records import Problem
+
+    chain = [start]
+    for op, n in operations:
+        chain.append({"+": chain[-1] + n, "-": chain[-1] - n, "*": chain[-1] * n}[op])
+    assert chain[-1] == answer
+    return Problem("p", "arith", "q", str(answer), meta={"chain": chain, "operations": [list(o) for o in operations]})
+
+
+@pytest.mark.parametrize(
+    ("start", "operations", "steps", "expected"),
+    [
+        # "has 3, sells 1, finds 10": the two changes commute, so either order is right
+        (3, [("-", 1), ("+", 10)], ["3 + 10 = 13", "13 - 1 = 12", "The answer is 12."], [True, True, True]),
+        (3, [("-", 1), ("+", 10)], ["10 + 3 = 13", "13 - 1 = 12"], [True, True]),  # commuted operands
+        (3, [("-", 1), ("+", 10)], ["3 - 1 + 10 = 12"], [True]),  # two operations on one line
+        # "has 5, finds 4, buys 4": 5 is a quantity of the story, but "- 4" is no operation of it
+        (5, [("+", 4), ("+", 4)], ["5 + 4 = 9", "9 - 4 = 5", "The answer is 5."], [True, False, False]),
+        (5, [("+", 4), ("+", 4)], ["5 + 4 = 9", "9 + 4 = 13"], [True, True]),
+        (3, [("+", 4)], ["3 + 4 = 7", "7 + 4 = 11"], [True, False]),  # an operation used twice
+        (8, [("-", 5), ("-", 2)], ["8 - 5 = 3", "3 + 2 = 5"], [True, False]),
+        (8, [("-", 5), ("-", 2)], ["5 - 8 = -3"], [False]),  # subtraction does not commute
+        # "has 3, buys 2, becomes 3 times as large": the product covers everything before it
+        (3, [("+", 2), ("*", 3)], ["3 + 2 = 5", "5 * 3 = 15"], [True, True]),
+        (3, [("+", 2), ("*", 3)], ["3 * 3 = 9", "9 + 2 = 11"], [False, False]),
+        (3, [("*", 3), ("+", 2)], ["3 + 2 = 5"], [False]),  # an addition after the product moved before it
+        (3, [("*", 3), ("+", 2)], ["3 x 3 = 9", "9 + 2 = 11"], [True, True]),
+    ],
+)
+def test_step_check_follows_the_story(start, operations, steps, expected):
+    pack = get_pack("arith")
+    assert pack.check_steps(_problem(start, operations, _final(start, operations)), steps) == expected
+
+
+def _final(start, operations):
+    for op, n in operations:
+        start = {"+": start + n, "-": start - n, "*": start * n}[op]
+    return start
+
+
+def test_step_check_reads_records_without_operations():
+    """Problems written before `operations` was stored fall back to the chain's differences."""
+    from reasoner.records import Problem
+
+    p = Problem("p", "arith", "q", "8", meta={"chain": [9, 6, 8]})
+    assert get_pack("arith").check_steps(p, ["9 - 3 = 6", "6 + 2 = 8", "6 - 2 = 4"]) == [True, True, False]
+    with pytest.raises(PackError, match="no gold chain"):
+        get_pack("arith").check_steps(Problem("q", "arith", "q", "8"), ["1 + 1 = 2"])
+
+
+def test_generated_problems_store_their_operations():
+    pack = get_pack("arith", difficulty={"steps": 3, "ops": "+-*"})
+    for p in pack.problems("test", 20, 0):
+        assert _final(p.meta["chain"][0], p.meta["operations"]) == int(p.answer)
+    with pytest.raises(PackError, match="steps <= 12"):
+        get_pack("arith", difficulty={"steps": 13})

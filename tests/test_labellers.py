@@ -144,3 +144,21 @@ def test_implicit_prm_loss_by_hand():
     ex = PRMExample([5, 6], [7, 8], [-math.log(128)] * 2, 1.0)
     loss, units, _ = get_objective("implicit_prm", beta=1.0).loss(model, [ex], 0, "cpu")
     assert units == 1 and loss.item() == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_mc_samples_a_shared_prefix_once():
+    seen = []
+
+    class Counting(ScriptedBackend):
+        def generate(self, prompts, sampling, progress=None):
+            seen.extend(prompts)
+            return super().generate(prompts, sampling, progress)
+
+    a = Trajectory("a", "p", "PROMPT\n", ["9 - 3 = 6", "6 + 2 = 8", "The answer is 8."], "", correct=True)
+    b = Trajectory("b", "p", "PROMPT\n", ["9 - 3 = 6", "6 + 3 = 9", "The answer is 9."], "", correct=False)
+    ctx = _ctx(mc_samples=4)
+    ctx.backend_for = lambda spec: Counting()
+    la, lb = get_labeller("mc").label([a, b], ctx)
+    # prefixes: "9 - 3 = 6" (shared), "...6 + 2 = 8", "...6 + 3 = 9" -> 3 distinct x 4 samples
+    assert len(seen) == 12 and len(set(seen)) == 3
+    assert la.labels[0] == lb.labels[0] == 0.5

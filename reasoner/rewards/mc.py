@@ -24,7 +24,8 @@ def labels_from_counts(correct: list[int], n: int) -> tuple[list[float], list[fl
 class MCLabeller:
     """Completions from every step prefix; the last step's label is the trajectory's own outcome.
     Where a search tree already holds a step's value (MCTS node Q, `meta["node_q"]`), that value
-    is used and no completions are sampled for it."""
+    is used and no completions are sampled for it. Trajectories that share a prefix (same prompt,
+    same first steps) share its completions."""
 
     name = "mc"
     threshold = 0.5
@@ -33,31 +34,33 @@ class MCLabeller:
         s = ctx.settings
         backend = ctx.backend_for(ctx.policy)
         sep = ctx.pack.step_separator
-        requests: list[tuple[int, int]] = []  # (trajectory index, prefix length)
+        # identical prefixes (the same problem and the same first steps) are sampled once
+        requests: dict[str, tuple[int, int]] = {}  # prefix prompt -> (trajectory index, prefix length)
         for ti, t in enumerate(trajectories):
             known = t.meta.get("node_q") or []
             for upto in range(1, len(t.steps)):
                 if upto - 1 < len(known) and known[upto - 1] is not None:
                     continue
-                requests.append((ti, upto))
-        prompts = [prefix_text(trajectories[ti], upto, sep) for ti, upto in requests for _ in range(s.mc_samples)]
+                requests.setdefault(prefix_text(t, upto, sep), (ti, upto))
+        prompts = [prompt for prompt in requests for _ in range(s.mc_samples)]
         sampling = Sampling(
             temperature=s.mc_temperature, max_new_tokens=s.mc_max_new_tokens, seed=ctx.seed, batch_size=ctx.batch_size
         )
         outs = backend.generate(prompts, sampling) if prompts else []
-        counts: dict[tuple[int, int], int] = {}
-        for k, (ti, upto) in enumerate(requests):
+        counts: dict[str, int] = {}
+        for k, (prompt, (ti, upto)) in enumerate(requests.items()):
             t = trajectories[ti]
             done = outs[k * s.mc_samples : (k + 1) * s.mc_samples]
             prefix = sep.join(t.steps[:upto]) + sep
-            counts[(ti, upto)] = sum(ctx.is_correct(ctx.problems[t.problem_id], prefix + o.text) for o in done)
+            counts[prompt] = sum(ctx.is_correct(ctx.problems[t.problem_id], prefix + o.text) for o in done)
         result = []
-        for ti, t in enumerate(trajectories):
+        for t in trajectories:
             known = t.meta.get("node_q") or []
             soft = []
             for upto in range(1, len(t.steps)):
-                if (ti, upto) in counts:
-                    soft.append(counts[(ti, upto)] / s.mc_samples)
+                prompt = prefix_text(t, upto, sep)
+                if prompt in counts:
+                    soft.append(counts[prompt] / s.mc_samples)
                 else:
                     soft.append(float(known[upto - 1]))
             if t.steps:
