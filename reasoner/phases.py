@@ -375,7 +375,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
         for vname, (values, threshold) in variants.items():
             for row, v in zip(details, values, strict=True):
                 row["scores"][vname] = v
-            pred = [stepeval.predicted_first_error(sc, threshold) for sc in values]
+            pred = [stepeval.predicted_first_error(sc, threshold, g) for sc, g in zip(values, gold, strict=True)]
             result["labellers"][vname] = {
                 "threshold": threshold,
                 "step_accuracy": stepeval.step_accuracy(gold, values, threshold),

@@ -4,6 +4,11 @@ First-error F1 as ProcessBench defines it (Zheng et al., arXiv 2412.06559): each
 the index of its first wrong step, or -1 when all steps are right; a labeller predicts the
 first step it scores below a threshold (or -1). Accuracy is taken separately on erroneous and
 on correct solutions, and F1 is their harmonic mean.
+
+Steps the gold cannot check (``None``: no calculation and no answer in them) are left out on
+both sides: the gold's first error is the first checkable step it calls wrong, and a
+labeller's prediction is the first checkable step it scores below the threshold, so neither
+gains nor loses for what it says about a step nobody can grade.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ def first_error(labels: list[bool | None]) -> int:
     return -1
 
 
-def predicted_first_error(scores: list[float], threshold: float) -> int:
+def predicted_first_error(scores: list[float], threshold: float, gold: list[bool | None] | None = None) -> int:
+    """Index of the first step scored below ``threshold`` (-1 when none is); with ``gold``, steps
+    whose gold label is None are skipped."""
     for i, s in enumerate(scores):
-        if s < threshold:
+        if s < threshold and (gold is None or i >= len(gold) or gold[i] is not None):
             return i
     return -1
 

@@ -8,8 +8,8 @@ story can be in, operations of the problem that were not yet used, in an order t
 story's result (additions and subtractions commute; a "times as large" applies to everything
 before it and nothing after it). "The answer is N" must name the gold answer. So "3 + 10 = 13"
 for "has 3, sells 1, finds 10" is a right step (the two changes commute), while "9 - 4 = 5" for
-"has 5, finds 4, buys 4" is wrong although 5 is a quantity of the story. Equations that combine
-the changes first ("10 - 1 = 9", then "3 + 9 = 12") are marked wrong: a known limit.
+"has 5, finds 4, buys 4" is wrong although 5 is a quantity of the story. Changes may be combined first
+("sells 5, loses 2": "5 + 2 = 7", then "8 - 7 = 1"), up to three at a time.
 Deterministic from a seed; the test split comes from its own fixed seed and the train split
 never repeats a test question.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 import operator
 import random
 import re
@@ -35,6 +36,7 @@ PHRASES = {
     "*": ["Then the number of {item} {name} has becomes {n} times as large."],
 }
 MAX_STEPS = 12  # the step check enumerates the 2**steps sets of used operations
+COMBINE = 3  # most changes one step may combine ("5 + 2 = 7", then "8 - 7 = 1")
 TEST_SEED = 20_241_124
 SYSTEM = (
     "Solve the math word problem. Write one calculation per line in the form a + b = c, "
@@ -50,7 +52,9 @@ EXAMPLES = [
         "9 - 6 = 3\n3 + 8 = 11\nThe answer is 11.",
     ),
 ]
-_EQUATION = re.compile(r"((?:[\d.]+\s*[-+*/x×÷]\s*)+[\d.]+)\s*=\s*(-?[\d.,]+)")
+_OPERAND = r"[\d.]+(?:\s+(?!x\b)[A-Za-z']+){0,2}"  # a number, perhaps with its unit: "7 shells"
+_EQUATION = re.compile(rf"((?:{_OPERAND}\s*[-+*/x×÷]\s*)+{_OPERAND})\s*=\s*(-?[\d.,]+)")
+_WORD = re.compile(r"\b(?!x\b)[A-Za-z']+")
 _TOKEN = re.compile(r"[\d.]+|[-+*/]")
 _ANSWER = re.compile(r"answer is\s*:?\s*\$?(-?[\d.,]+)", re.I)
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -143,8 +147,8 @@ class ArithPack:
     # ---------------------------------------------------------------------------- gold steps
     def check_steps(self, problem: Problem, steps: list[str]) -> list[bool | None]:
         story = _Story.of(problem)
-        gold = float(problem.answer)
-        return [_check_step(step, story, gold) for step in steps]
+        reader = _Reader(story, float(problem.answer))
+        return [reader.check(step) for step in steps]
 
 
 class _Story:
@@ -183,18 +187,51 @@ class _Story:
             if k not in used and self._valid(nxt):
                 self._grow(nxt, _apply(value, op, n))
 
-    def reaches(self, start: float, moves: list[tuple[str, float]], result: float) -> bool:
-        """Whether applying ``moves`` left to right from a story quantity equal to ``start``, each
-        move a not-yet-used operation of the problem, keeps to valid states and ends at ``result``."""
-        frontier = [used for used, v in self.states.items() if _close(v, start)]
+    def paths(self, starts: set[frozenset[int]], start: float, moves: list[tuple[str, float]], result: float):
+        """The sets of used operations reached by applying ``moves`` left to right from those of
+        ``starts`` whose quantity equals ``start``, ending at ``result``. A move is one unused
+        operation of the problem, or a combined change: up to ``COMBINE`` unused additions and
+        subtractions whose net change is the move's amount ("8 - 7" after "sells 5, loses 2")."""
+        frontier = {used for used in starts if _close(self.states[used], start)}
         for op, n in moves:
-            frontier = [
-                used | {k}
-                for used in frontier
-                for k, (o, m) in enumerate(self.operations)
-                if k not in used and o == op and _close(m, n) and (used | {k}) in self.states
-            ]
-        return any(_close(self.states[used], result) for used in frontier)
+            frontier = {nxt for used in frontier for nxt in self._moves(used, op, n)}
+        return {used for used in frontier if _close(self.states[used], result)}
+
+    def _moves(self, used: frozenset[int], op: str, n: float) -> list[frozenset[int]]:
+        out = []
+        for k, (o, m) in enumerate(self.operations):
+            if k not in used and o == op and _close(m, n) and used | {k} in self.states:
+                out.append(used | {k})
+        if op in "+-":
+            change = n if op == "+" else -n
+            free = [k for k, (o, _) in enumerate(self.operations) if k not in used and o in "+-"]
+            for size in range(2, COMBINE + 1):
+                for group in itertools.combinations(free, size):
+                    nxt = used | set(group)
+                    if nxt in self.states and _close(sum(self._signed(k) for k in group), change):
+                        out.append(nxt)
+        return out
+
+    def combines(self, unused_in: set[frozenset[int]], numbers: list[float], result: float) -> bool:
+        """Whether ``numbers`` are the amounts of 2 to ``COMBINE`` additions and subtractions of
+        the problem not used in one of ``unused_in``, none across a "times as large", and
+        ``result`` their net change or its size ("5 + 2 = 7" for "sells 5, loses 2")."""
+        if not 2 <= len(numbers) <= COMBINE:
+            return False
+        for group in itertools.permutations(range(len(self.operations)), len(numbers)):
+            amounts = zip(group, numbers, strict=True)
+            if not all(self.operations[k][0] in "+-" and _close(self.operations[k][1], v) for k, v in amounts):
+                continue
+            segments = {sum(1 for j in range(k) if self.operations[j][0] == "*") for k in group}
+            net = sum(self._signed(k) for k in group)
+            fresh = any(not used & set(group) for used in unused_in)
+            if fresh and len(segments) == 1 and (_close(net, result) or _close(abs(net), result)):
+                return True
+        return False
+
+    def _signed(self, k: int) -> float:
+        op, n = self.operations[k]
+        return n if op == "+" else -n
 
 
 @functools.lru_cache(maxsize=4096)
@@ -210,27 +247,43 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) < 1e-9
 
 
-def _check_step(step: str, story: _Story, gold: float) -> bool | None:
-    claims: list[bool] = []
-    for lhs, rhs in _EQUATION.findall(step):
-        left, right = _evaluate(lhs), _number(rhs)
-        claims.append(left is not None and right is not None and _close(left, right) and _on_story(lhs, right, story))
-    for value in _ANSWER.findall(step):
-        claims.append(_number(value) == gold)
-    return all(claims) if claims else None
+class _Reader:
+    """Reads a solution step by step, keeping the operations its latest right equation used.
 
+    An equation must start from a quantity the story can be in (steps done in one's head are
+    allowed; with one commutative operation the quantity may come second: "4 + 9" for 9 plus 4)
+    and apply operations not used on the way to it, or combine the amounts of changes the
+    solution has not used yet ("5 + 2 = 7" for "sells 5, loses 2"; after "6 + 10 = 16",
+    "8 + 10 = 18" counts the 10 twice). A wrong equation leaves the state as it was."""
 
-def _on_story(lhs: str, result: float, story: _Story) -> bool:
-    """The equation's left side read as a story quantity followed by operations of the problem;
-    with one commutative operation the quantity may come second ("4 + 9" for 9 plus 4)."""
-    tokens = _TOKEN.findall(lhs.replace("×", "*").replace("x", "*").replace("÷", "/"))
-    numbers = [_number(t) for t in tokens[::2]]
-    ops = tokens[1::2]
-    if any(v is None for v in numbers) or len(numbers) != len(ops) + 1:
-        return False
-    if story.reaches(numbers[0], list(zip(ops, numbers[1:], strict=True)), result):
-        return True
-    return len(ops) == 1 and ops[0] in "+*" and story.reaches(numbers[1], [(ops[0], numbers[0])], result)
+    def __init__(self, story: _Story, gold: float):
+        self.story, self.gold = story, gold
+        self.latest: set[frozenset[int]] = {frozenset()}
+
+    def check(self, step: str) -> bool | None:
+        claims: list[bool] = []
+        for found, rhs in _EQUATION.findall(step):
+            lhs = _WORD.sub(" ", found)
+            left, right = _evaluate(lhs), _number(rhs)
+            claims.append(left is not None and right is not None and _close(left, right) and self._follows(lhs, right))
+        for value in _ANSWER.findall(step):
+            claims.append(_number(value) == self.gold)
+        return all(claims) if claims else None
+
+    def _follows(self, lhs: str, result: float) -> bool:
+        tokens = _TOKEN.findall(lhs.replace("×", "*").replace("x", "*").replace("÷", "/"))
+        numbers = [_number(t) for t in tokens[::2]]
+        ops = tokens[1::2]
+        if any(v is None for v in numbers) or len(numbers) != len(ops) + 1:
+            return False
+        starts = set(self.story.states)
+        ends = self.story.paths(starts, numbers[0], list(zip(ops, numbers[1:], strict=True)), result)
+        if not ends and len(ops) == 1 and ops[0] in "+*":
+            ends = self.story.paths(starts, numbers[1], [(ops[0], numbers[0])], result)
+        if ends:
+            self.latest = ends
+            return True
+        return self.story.combines(self.latest, numbers, result)
 
 
 def _number(text: str) -> float | None:

@@ -96,6 +96,20 @@ def _problem(start, operations, answer):
         (3, [("+", 2), ("*", 3)], ["3 * 3 = 9", "9 + 2 = 11"], [False, False]),
         (3, [("*", 3), ("+", 2)], ["3 + 2 = 5"], [False]),  # an addition after the product moved before it
         (3, [("*", 3), ("+", 2)], ["3 x 3 = 9", "9 + 2 = 11"], [True, True]),
+        # changes combined first: "sells 5, loses 2" is 7 fewer; "finds 10, sells 1" is 9 more
+        (8, [("-", 5), ("-", 2)], ["5 + 2 = 7", "8 - 7 = 1"], [True, True]),
+        (3, [("-", 1), ("+", 10)], ["10 - 1 = 9", "3 + 9 = 12"], [True, True]),
+        (8, [("-", 5), ("-", 2)], ["8 - 7 = 1"], [True]),  # the combination done in one's head
+        (3, [("-", 1), ("+", 10)], ["1 + 10 = 11", "3 + 11 = 14"], [False, False]),  # not the net change
+        (8, [("-", 5), ("-", 2)], ["8 - 6 = 2"], [False]),
+        (3, [("+", 2), ("*", 3), ("+", 1)], ["2 + 1 = 3"], [False]),  # across a "times as large"
+        (6, [("+", 10), ("+", 8)], ["6 + 10 = 16", "8 + 10 = 18", "The answer is 18."], [True, False, False]),
+        (6, [("+", 10), ("+", 8)], ["8 + 10 = 18", "6 + 18 = 24"], [True, True]),
+        (6, [("-", 3), ("-", 2)], ["3 - 2 = 1"], [True]),  # "6 - 3 = 3" done in one's head
+        # units written beside the numbers
+        (7, [("-", 1), ("-", 3)], ["7 shells - 1 shell = 6 shells", "6 shells - 3 = 3"], [True, True]),
+        (8, [("-", 4)], ["Sam has 8 apples - 4 apples = 3 apples now"], [False]),
+        (3, [("*", 3)], ["3 boxes x 3 = 9"], [True]),
     ],
 )
 def test_step_check_follows_the_story(start, operations, steps, expected):

@@ -102,3 +102,11 @@ def test_first_error_f1_by_hand():
     assert got["error_acc"] == 0.5 and got["correct_acc"] == 0.5 and got["f1"] == pytest.approx(0.5)
     acc = step_accuracy(gold_labels, [[0.9, 0.2, 0.9], [0.9, 0.1], [0.9], [0.8]], 0.5)
     assert acc == pytest.approx(5 / 7)
+
+
+def test_first_error_skips_steps_the_gold_cannot_check():
+    gold = [None, True, False]  # a narrative step, a right one, a wrong one
+    assert first_error(gold) == 2
+    assert predicted_first_error([0.1, 0.9, 0.2], 0.5, gold) == 2  # the low score on step 0 is not counted
+    assert predicted_first_error([0.1, 0.9, 0.2], 0.5) == 0
+    assert predicted_first_error([0.1, 0.3, 0.2], 0.5, gold) == 1
