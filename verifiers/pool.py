@@ -18,11 +18,14 @@ import threading
 from reasoner.verifiers.verdict import UNVERIFIABLE, Verdict
 
 DEFAULT_TIMEOUT = float(os.environ.get("REASONER_VERIFY_TIMEOUT", "5"))
+STARTUP_TIMEOUT = 120.0
 
 
 def _serve(conn) -> None:
     from reasoner.verifiers.equivalence import symbolic
 
+    symbolic("\\frac{1}{2}", "\\sqrt{8}")  # warm-up: the parsers load lazily on first use
+    conn.send("ready")  # imports done: the judgment clock starts after this, not before
     while True:
         try:
             gold, prediction = conn.recv()
@@ -43,6 +46,11 @@ class _Worker:
         self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
         self.proc.start()
         child.close()
+        # Starting a process and importing sympy takes seconds on a loaded machine; that time
+        # is not the judgment's, so wait for the worker to say it is ready.
+        if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != "ready":
+            self.kill()
+            raise OSError(f"verifier worker did not start within {STARTUP_TIMEOUT:g}s")
 
     def kill(self) -> None:
         self.proc.kill()
