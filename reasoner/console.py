@@ -1,10 +1,12 @@
-"""Progress bars with ETA (rich) for long phases; quiet when the output is not a terminal
-unless REASONER_PROGRESS=1."""
+"""Progress bars with ETA (rich) for long phases. When the output is not a terminal (a log
+file, CI) a plain line is written instead every ``LOG_EVERY`` seconds and at the end;
+REASONER_PROGRESS=1 forces the bar, REASONER_PROGRESS=0 silences both."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,14 +14,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+LOG_EVERY = 30.0
 
 
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yield ``update(completed)``; shows a bar with elapsed time and ETA."""
-    show = sys.stderr.isatty() or os.environ.get("REASONER_PROGRESS") == "1"
-    if not show:
+    mode = os.environ.get("REASONER_PROGRESS")
+    if mode == "0":
         yield lambda completed: None
+        return
+    if not (sys.stderr.isatty() or mode == "1"):
+        with _log_lines(description, total) as update:
+            yield update
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -36,3 +43,25 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
 def say(message: str) -> None:
     console.print(message)
+
+
+@contextmanager
+def _log_lines(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    start = last = time.monotonic()
+    done = 0
+
+    def line(completed: int) -> str:
+        elapsed = time.monotonic() - start
+        eta = elapsed / completed * (total - completed) if completed else float("nan")
+        return f"{description}: {completed}/{total} ({completed / max(total, 1):.0%}), {elapsed:.0f}s, eta {eta:.0f}s"
+
+    def update(completed: int) -> None:
+        nonlocal last, done
+        done = completed
+        now = time.monotonic()
+        if now - last >= LOG_EVERY and completed < total:
+            last = now
+            print(line(completed), file=sys.stderr, flush=True)
+
+    yield update
+    print(line(done), file=sys.stderr, flush=True)
