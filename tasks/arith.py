@@ -234,7 +234,7 @@ class _Story:
         return n if op == "+" else -n
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=128)  # a 12-step story holds 4,096 states; keep the cache small
 def _story(start: float, operations: tuple[tuple[str, float], ...]) -> _Story:
     return _Story(start, operations)
 
