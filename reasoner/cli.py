@@ -70,6 +70,18 @@ def open_run(run: str, config_file: Path | None, overrides: list[str] | None) ->
     return rd, rd.open(config, overrides)
 
 
+def open_for_evaluation(run: str, config_file: Path | None, overrides: list[str] | None) -> tuple[RunDir, cfg.Config]:
+    """Like `open_run`, but ``--set`` on an existing run changes only this evaluation: the run's
+    saved config (which later iterations follow) is left as it was."""
+    rd = RunDir(run_path(run))
+    if not rd.exists() or config_file is not None:
+        return open_run(run, config_file, overrides)
+    rd.remove_stale_temporaries()
+    config = cfg.apply_overrides(rd.saved_config(), overrides or [])
+    loop.validate(config)
+    return rd, config
+
+
 @app.command()
 def iterate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Run the whole loop (or resume it at the first incomplete phase)."""
@@ -140,12 +152,13 @@ def evaluate(
     samples: Annotated[int, typer.Option(help="--steps: solutions sampled per problem.")] = 4,
 ) -> None:
     """Score the iteration's policy on the held-out split (writes eval.json); with --steps, score
-    every configured labeller against the pack's gold step correctness (writes steps.json)."""
+    every configured labeller against the pack's gold step correctness (writes steps.json;
+    --set then applies to this evaluation only, not to the run's later iterations)."""
     if not steps:
         _phase("evaluate", run, config, set_, iteration)
         return
     try:
-        rd, conf = open_run(run, config, set_)
+        rd, conf = open_for_evaluation(run, config, set_)
         k = iteration if iteration is not None else loop.last_trained(rd, conf)
         result = loop.evaluate_steps(rd, conf, k, problems, samples)
     except USER_ERRORS as err:

@@ -129,3 +129,17 @@ def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
     trajs = [Trajectory(x, "p", "", ["s1", "s2"], "t", correct=True) for x in ("a", "b", "c")]
     kept = tp._filter(Session(rd, conf), 1, trajs, "judge")
     assert [t.id for t in kept] == ["a", "c"]  # b has a step at 0.25 < 0.5; c was not judged
+
+
+def test_set_on_evaluate_steps_leaves_the_run_config_alone(tmp_path):
+    from reasoner import config as cfg
+    from reasoner.cli import open_for_evaluation
+    from reasoner.run import RunDir
+
+    run = tmp_path / "r"
+    RunDir(run).open(cfg.load(None))
+    before = (run / "config.toml").read_bytes()
+    _, conf = open_for_evaluation(str(run), None, ['label.labellers=["mc"]'])
+    assert conf.label.labellers == ["mc"]  # this evaluation uses the override
+    assert (run / "config.toml").read_bytes() == before  # later iterations do not
+    assert RunDir(run).saved_config().label.labellers != ["mc"]
