@@ -55,31 +55,23 @@ def run_path(name: str) -> Path:
     return Path("runs") / name
 
 
-def open_run(run: str, config_file: Path | None, overrides: list[str] | None) -> tuple[RunDir, cfg.Config]:
+def open_run(
+    run: str, config_file: Path | None, overrides: list[str] | None, *, record: bool = True
+) -> tuple[RunDir, cfg.Config]:
     """Create or reopen a run: a new run takes ``--config`` (or the defaults); an existing one
     keeps its saved config unless ``--config``/``--set`` change it, and then only keys a
-    ``--set`` names."""
+    ``--set`` names. With ``record=False``, ``--set`` on an existing run applies to this command
+    alone: the saved config, which later iterations follow, is left as it was."""
     rd = RunDir(run_path(run))
     overrides = overrides or []
-    if rd.exists() and config_file is None:
-        base = rd.saved_config()
-    else:
-        base = cfg.load(config_file)
+    existing = rd.exists() and config_file is None
+    base = rd.saved_config() if existing else cfg.load(config_file)
     config = cfg.apply_overrides(base, overrides)
     loop.validate(config)
+    if existing and not record:
+        rd.remove_stale_temporaries()
+        return rd, config
     return rd, rd.open(config, overrides)
-
-
-def open_for_evaluation(run: str, config_file: Path | None, overrides: list[str] | None) -> tuple[RunDir, cfg.Config]:
-    """Like `open_run`, but ``--set`` on an existing run changes only this evaluation: the run's
-    saved config (which later iterations follow) is left as it was."""
-    rd = RunDir(run_path(run))
-    if not rd.exists() or config_file is not None:
-        return open_run(run, config_file, overrides)
-    rd.remove_stale_temporaries()
-    config = cfg.apply_overrides(rd.saved_config(), overrides or [])
-    loop.validate(config)
-    return rd, config
 
 
 @app.command()
@@ -158,7 +150,7 @@ def evaluate(
         _phase("evaluate", run, config, set_, iteration)
         return
     try:
-        rd, conf = open_for_evaluation(run, config, set_)
+        rd, conf = open_run(run, config, set_, record=False)
         k = iteration if iteration is not None else loop.last_trained(rd, conf)
         result = loop.evaluate_steps(rd, conf, k, problems, samples)
     except USER_ERRORS as err:

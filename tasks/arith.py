@@ -55,6 +55,7 @@ EXAMPLES = [
 _OPERAND = r"[\d.]+(?:\s+(?!x\b)[A-Za-z']+){0,2}"  # a number, perhaps with its unit: "7 shells"
 _EQUATION = re.compile(rf"((?:{_OPERAND}\s*[-+*/x×÷]\s*)+{_OPERAND})\s*=\s*(-?[\d.,]+)")
 _WORD = re.compile(r"\b(?!x\b)[A-Za-z']+")
+_ASCII_OPS = str.maketrans({"×": "*", "x": "*", "÷": "/"})
 _TOKEN = re.compile(r"[\d.]+|[-+*/]")
 _ANSWER = re.compile(r"answer is\s*:?\s*\$?(-?[\d.,]+)", re.I)
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -155,7 +156,9 @@ class _Story:
     """The quantities a problem can be in: one per valid set of used operations."""
 
     def __init__(self, start: float, operations: tuple[tuple[str, float], ...]):
-        self.start, self.operations = start, operations
+        self.operations = operations
+        # how many "times as large" come before each operation: changes combine only within one
+        self.segment = [sum(op == "*" for op, _ in operations[:k]) for k in range(len(operations))]
         self.states: dict[frozenset[int], float] = {}
         self._grow(frozenset(), start)
 
@@ -187,12 +190,12 @@ class _Story:
             if k not in used and self._valid(nxt):
                 self._grow(nxt, _apply(value, op, n))
 
-    def paths(self, starts: set[frozenset[int]], start: float, moves: list[tuple[str, float]], result: float):
-        """The sets of used operations reached by applying ``moves`` left to right from those of
-        ``starts`` whose quantity equals ``start``, ending at ``result``. A move is one unused
+    def paths(self, start: float, moves: list[tuple[str, float]], result: float) -> set[frozenset[int]]:
+        """The sets of used operations reached by applying ``moves`` left to right from a story
+        quantity equal to ``start``, ending at ``result``. A move is one unused
         operation of the problem, or a combined change: up to ``COMBINE`` unused additions and
         subtractions whose net change is the move's amount ("8 - 7" after "sells 5, loses 2")."""
-        frontier = {used for used in starts if _close(self.states[used], start)}
+        frontier = {used for used, value in self.states.items() if _close(value, start)}
         for op, n in moves:
             frontier = {nxt for used in frontier for nxt in self._moves(used, op, n)}
         return {used for used in frontier if _close(self.states[used], result)}
@@ -222,7 +225,7 @@ class _Story:
             amounts = zip(group, numbers, strict=True)
             if not all(self.operations[k][0] in "+-" and _close(self.operations[k][1], v) for k, v in amounts):
                 continue
-            segments = {sum(1 for j in range(k) if self.operations[j][0] == "*") for k in group}
+            segments = {self.segment[k] for k in group}
             net = sum(self._signed(k) for k in group)
             fresh = any(not used & set(group) for used in unused_in)
             if fresh and len(segments) == 1 and (_close(net, result) or _close(abs(net), result)):
@@ -263,7 +266,7 @@ class _Reader:
     def check(self, step: str) -> bool | None:
         claims: list[bool] = []
         for found, rhs in _EQUATION.findall(step):
-            lhs = _WORD.sub(" ", found)
+            lhs = _WORD.sub(" ", found).translate(_ASCII_OPS)
             left, right = _evaluate(lhs), _number(rhs)
             claims.append(left is not None and right is not None and _close(left, right) and self._follows(lhs, right))
         for value in _ANSWER.findall(step):
@@ -271,15 +274,14 @@ class _Reader:
         return all(claims) if claims else None
 
     def _follows(self, lhs: str, result: float) -> bool:
-        tokens = _TOKEN.findall(lhs.replace("×", "*").replace("x", "*").replace("÷", "/"))
+        tokens = _TOKEN.findall(lhs)
         numbers = [_number(t) for t in tokens[::2]]
         ops = tokens[1::2]
         if any(v is None for v in numbers) or len(numbers) != len(ops) + 1:
             return False
-        starts = set(self.story.states)
-        ends = self.story.paths(starts, numbers[0], list(zip(ops, numbers[1:], strict=True)), result)
+        ends = self.story.paths(numbers[0], list(zip(ops, numbers[1:], strict=True)), result)
         if not ends and len(ops) == 1 and ops[0] in "+*":
-            ends = self.story.paths(starts, numbers[1], [(ops[0], numbers[0])], result)
+            ends = self.story.paths(numbers[1], [(ops[0], numbers[0])], result)
         if ends:
             self.latest = ends
             return True
@@ -295,7 +297,6 @@ def _number(text: str) -> float | None:
 
 def _evaluate(expr: str) -> float | None:
     """Value of a short arithmetic expression (numbers and + - * /), never eval'd."""
-    expr = expr.replace("×", "*").replace("x", "*").replace("÷", "/")
     if len(expr) > 100:
         return None
     try:

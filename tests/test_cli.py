@@ -133,13 +133,13 @@ def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
 
 def test_set_on_evaluate_steps_leaves_the_run_config_alone(tmp_path):
     from reasoner import config as cfg
-    from reasoner.cli import open_for_evaluation
+    from reasoner.cli import open_run
     from reasoner.run import RunDir
 
     run = tmp_path / "r"
     RunDir(run).open(cfg.load(None))
     before = (run / "config.toml").read_bytes()
-    _, conf = open_for_evaluation(str(run), None, ['label.labellers=["mc"]'])
+    _, conf = open_run(str(run), None, ['label.labellers=["mc"]'], record=False)
     assert conf.label.labellers == ["mc"]  # this evaluation uses the override
     assert (run / "config.toml").read_bytes() == before  # later iterations do not
     assert RunDir(run).saved_config().label.labellers != ["mc"]

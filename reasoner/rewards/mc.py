@@ -35,13 +35,15 @@ class MCLabeller:
         backend = ctx.backend_for(ctx.policy)
         sep = ctx.pack.step_separator
         # identical prefixes (the same problem and the same first steps) are sampled once
-        requests: dict[str, tuple[int, int]] = {}  # prefix prompt -> (trajectory index, prefix length)
+        keys: dict[tuple[int, int], str] = {}  # (trajectory index, prefix length) -> prefix prompt
+        requests: dict[str, tuple[int, int]] = {}  # prefix prompt -> its first (index, length)
         for ti, t in enumerate(trajectories):
             known = t.meta.get("node_q") or []
             for upto in range(1, len(t.steps)):
                 if upto - 1 < len(known) and known[upto - 1] is not None:
                     continue
-                requests.setdefault(prefix_text(t, upto, sep), (ti, upto))
+                keys[(ti, upto)] = prefix_text(t, upto, sep)
+                requests.setdefault(keys[(ti, upto)], (ti, upto))
         prompts = [prompt for prompt in requests for _ in range(s.mc_samples)]
         sampling = Sampling(
             temperature=s.mc_temperature, max_new_tokens=s.mc_max_new_tokens, seed=ctx.seed, batch_size=ctx.batch_size
@@ -54,13 +56,12 @@ class MCLabeller:
             prefix = sep.join(t.steps[:upto]) + sep
             counts[prompt] = sum(ctx.is_correct(ctx.problems[t.problem_id], prefix + o.text) for o in done)
         result = []
-        for t in trajectories:
+        for ti, t in enumerate(trajectories):
             known = t.meta.get("node_q") or []
             soft = []
             for upto in range(1, len(t.steps)):
-                prompt = prefix_text(t, upto, sep)
-                if prompt in counts:
-                    soft.append(counts[prompt] / s.mc_samples)
+                if (ti, upto) in keys:
+                    soft.append(counts[keys[(ti, upto)]] / s.mc_samples)
                 else:
                     soft.append(float(known[upto - 1]))
             if t.steps:
