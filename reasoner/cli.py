@@ -7,32 +7,50 @@ a missing file, a malformed --set) prints one clear line and exits with code 2.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from reasoner import config as cfg
 from reasoner import grading, loop, report
-from reasoner.console import console
-from reasoner.models import ModelSpecError
-from reasoner.records import RecordError
-from reasoner.run import RunDir, RunError, list_runs
-from reasoner.tasks import PackError
+from reasoner.console import console, out
+from reasoner.errors import UserError
+from reasoner.run import RunDir, list_runs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-
-USER_ERRORS = (cfg.ConfigError, RunError, PackError, RecordError, ModelSpecError, KeyError, FileNotFoundError)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=__doc__.splitlines()[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 RunOpt = Annotated[str, typer.Option("--run", help="Run folder, or a name under ./runs/.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config (default: configs/default.toml values).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: section.key=value (repeatable).")]
 IterOpt = Annotated[int | None, typer.Option("--iteration", help="Iteration to act on (default: the first not done).")]
+RedoOpt = Annotated[bool, typer.Option("--redo", help="Run the phase again (and mark every later phase to run again).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"reasoner {version('reasoner')}", markup=False, highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _quiet() -> None:
-    """Keep library chatter (weight-loading bars, deprecation notes) out of the phase output."""
+def _setup(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Keep library chatter (weight-loading bars, deprecation notes) out of the phase output, and
+    let SIGTERM unwind like Ctrl-C so the phase it stops is marked interrupted."""
     import warnings
 
     from transformers.utils import logging as hf_logging
@@ -40,12 +58,23 @@ def _quiet() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    signal.signal(signal.SIGTERM, _terminate)
 
 
-def _fail(err: Exception) -> None:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _fail(err: UserError) -> None:
+    """One line on stderr, exit 2. The message is printed as text: brackets in it (a TOML
+    section, a list) are not read as rich markup."""
+    message = " ".join(str(err).split())
+    console.print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _json(data: object) -> None:
+    out.print(json.dumps(data, indent=2, sort_keys=True), markup=False, highlight=False, soft_wrap=True)
 
 
 def run_path(name: str) -> Path:
@@ -60,75 +89,105 @@ def open_run(
 ) -> tuple[RunDir, cfg.Config]:
     """Create or reopen a run: a new run takes ``--config`` (or the defaults); an existing one
     keeps its saved config unless ``--config``/``--set`` change it, and then only keys a
-    ``--set`` names. With ``record=False``, ``--set`` on an existing run applies to this command
-    alone: the saved config, which later iterations follow, is left as it was."""
+    ``--set`` names. The writer's lock is taken (`RunDir.close` releases it); everything is
+    checked before a new run folder is made. With ``record=False`` the run is only read: no
+    lock, and ``--set`` on an existing run applies to this command alone."""
     rd = RunDir(run_path(run))
     overrides = overrides or []
     existing = rd.exists() and config_file is None
     base = rd.saved_config() if existing else cfg.load(config_file)
     config = cfg.apply_overrides(base, overrides)
     loop.validate(config)
-    if existing and not record:
-        rd.remove_stale_temporaries()
+    if not record:
+        rd.saved_config()  # a read-only command needs an existing run
         return rd, config
     return rd, rd.open(config, overrides)
 
 
 @app.command()
-def iterate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def iterate(
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    redo: Annotated[
+        str | None, typer.Option("--redo", help="Phase to run again (with --iteration), and every phase after it.")
+    ] = None,
+    iteration: Annotated[int | None, typer.Option("--iteration", help="--redo: its iteration (default 1).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Run the whole loop (or resume it at the first incomplete phase)."""
     try:
         rd, conf = open_run(run, config, set_)
-        results = loop.iterate(rd, conf)
-    except USER_ERRORS as err:
+        with rd:
+            if iteration is not None and redo is None:
+                raise cfg.ConfigError("--iteration goes with --redo PHASE")
+            target = None if redo is None else (iteration if iteration is not None else 1, redo)
+            results = loop.iterate(rd, conf, redo_phase=target)
+    except UserError as err:
         _fail(err)
-    console.print(report.eval_table(results))
+    if as_json:
+        _json({str(k): v for k, v in results.items()})
+    else:
+        out.print(report.eval_table(results))
 
 
-def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, iteration: int | None) -> None:
+def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, iteration: int | None, redo: bool) -> None:
     try:
         rd, conf = open_run(run, config, set_)
-        k = iteration if iteration is not None else loop.current_iteration(rd, conf, name)
-        metrics = loop.run_single(rd, conf, k, name)
-    except USER_ERRORS as err:
+        with rd:
+            k = iteration if iteration is not None else loop.current_iteration(rd, conf, name, redo=redo)
+            metrics = loop.run_single(rd, conf, k, name, redo_phase=redo)
+    except UserError as err:
         _fail(err)
-    console.print(json.dumps(metrics, indent=2))
+    _json(metrics)
 
 
 @app.command()
-def generate(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def generate(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Sample solutions to the iteration's training problems (writes rollouts.jsonl)."""
-    _phase("generate", run, config, set_, iteration)
+    _phase("generate", run, config, set_, iteration, redo)
 
 
 @app.command()
-def verify(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def verify(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl)."""
-    _phase("verify", run, config, set_, iteration)
+    _phase("verify", run, config, set_, iteration, redo)
 
 
 @app.command()
-def label(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def label(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Give every step of every rollout a process reward from each labeller (writes labels.jsonl)."""
-    _phase("label", run, config, set_, iteration)
+    _phase("label", run, config, set_, iteration, redo)
 
 
 @app.command()
-def train(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def train(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Train the policy on verified rollouts (writes policy/, resumes from train_state/)."""
-    _phase("train", run, config, set_, iteration)
+    _phase("train", run, config, set_, iteration, redo)
 
 
 @app.command()
-def reward(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def reward(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Update the implicit PRM on the labelled rollouts' outcomes (writes reward/)."""
-    _phase("reward", run, config, set_, iteration)
+    _phase("reward", run, config, set_, iteration, redo)
 
 
 @app.command()
-def judge(run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None) -> None:
+def judge(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
     """Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/)."""
-    _phase("judge", run, config, set_, iteration)
+    _phase("judge", run, config, set_, iteration, redo)
 
 
 @app.command()
@@ -137,63 +196,87 @@ def evaluate(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     iteration: IterOpt = None,
+    redo: RedoOpt = False,
     steps: Annotated[
         bool, typer.Option("--steps", help="Score the labellers against gold step labels instead.")
     ] = False,
     problems: Annotated[int, typer.Option(help="--steps: test problems sampled.")] = 100,
     samples: Annotated[int, typer.Option(help="--steps: solutions sampled per problem.")] = 4,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="--steps: output folder (default RUN.steps/iter_K beside the run).")
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score the iteration's policy on the held-out split (writes eval.json); with --steps, score
-    every configured labeller against the pack's gold step correctness (writes steps.json;
-    --set then applies to this evaluation only, not to the run's later iterations)."""
+    every configured labeller against the pack's gold step correctness (writes steps.json and
+    steps.jsonl outside the run, which it only reads; --set then applies to this evaluation
+    only, not to the run's later iterations)."""
     if not steps:
-        _phase("evaluate", run, config, set_, iteration)
+        _phase("evaluate", run, config, set_, iteration, redo)
         return
     try:
         rd, conf = open_run(run, config, set_, record=False)
         k = iteration if iteration is not None else loop.last_trained(rd, conf)
-        result = loop.evaluate_steps(rd, conf, k, problems, samples)
-    except USER_ERRORS as err:
+        result, folder = loop.evaluate_steps(rd, conf, k, problems, samples, out_dir)
+    except UserError as err:
         _fail(err)
-    console.print(report.steps_table(result))
+    if as_json:
+        _json(result)
+    else:
+        out.print(report.steps_table(result))
+    console.print(f"wrote {folder / 'steps.json'} and steps.jsonl", markup=False, highlight=False)
 
 
 @app.command()
 def grade(
     file: Annotated[Path, typer.Argument(help="JSONL with `prediction` and `gold` (and optionally `pack`) per line.")],
     pack: Annotated[str | None, typer.Option(help="Pack whose verifier judges lines that name none.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output JSONL (default: FILE with .graded.jsonl).")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Output JSONL (default: FILE with .graded.jsonl).")
+    ] = None,
 ) -> None:
     """Judge any tool's predictions with this project's verifiers; prints a summary table."""
     try:
-        target = out or file.with_suffix(".graded.jsonl")
+        target = out_file or file.with_suffix(".graded.jsonl")
         summary = grading.grade_to(file, target, pack)
-    except USER_ERRORS as err:
+    except UserError as err:
         _fail(err)
-    console.print(report.grade_table(summary))
-    console.print(f"wrote {target}")
+    out.print(report.grade_table(summary))
+    console.print(f"wrote {target}", markup=False, highlight=False)
 
 
 @app.command()
-def runs(root: Annotated[Path, typer.Option(help="Folder holding runs.")] = Path("runs")) -> None:
-    """List runs with each phase's status."""
-    console.print(report.runs_table(list_runs(root)))
+def runs(
+    root: Annotated[Path, typer.Option(help="Folder holding runs.")] = Path("runs"), as_json: JsonOpt = False
+) -> None:
+    """List runs with each phase's status (a phase whose process died shows as interrupted).
+    Reads the runs only."""
+    found = list_runs(root)
+    if as_json:
+        _json(report.runs_status(found))
+    else:
+        out.print(report.runs_table(found))
 
 
 @app.command("report")
 def report_cmd(
     run: RunOpt,
     plot: Annotated[Path | None, typer.Option(help="Write an SVG plot of pass@1 and training loss.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Per-iteration evaluation table of a run; optionally an SVG plot of its metrics."""
+    """Per-iteration evaluation table of a run; optionally an SVG plot of its metrics. Reads the
+    run only."""
     try:
         rd = RunDir(run_path(run))
         rd.saved_config()
-        console.print(report.run_table(rd))
+        if as_json:
+            _json(report.run_rows(rd))
+        else:
+            out.print(report.run_table(rd))
         if plot is not None:
             report.write_svg(rd, plot)
-            console.print(f"wrote {plot}")
-    except USER_ERRORS as err:
+            console.print(f"wrote {plot}", markup=False, highlight=False)
+    except UserError as err:
         _fail(err)
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import tomllib
 
+from reasoner.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used; the message says which key and why."""
 
 
@@ -32,7 +34,11 @@ class RunConfig:
     iterations: int = _f(3, "Number of loop iterations `reasoner iterate` runs.")
     seed: int = _f(0, "Seed for problem sampling, generation and training; same seed, same run.")
     device: str = _f("cpu", "Torch device for every model: cpu, cuda, cuda:1, ...")
-    threads: int = _f(0, "Torch CPU threads; 0 keeps torch's default.")
+    threads: int = _f(
+        0,
+        "Torch CPU threads; 0 = auto: the cores that other busy processes leave free, re-checked every second"
+        " (at most $OMP_NUM_THREADS when set).",
+    )
     baseline_eval: bool = _f(True, "Evaluate the starting model as iteration 0 before training.")
 
     def __post_init__(self) -> None:
@@ -216,10 +222,10 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 def from_mapping(data: dict[str, Any], *, source: str = "<config>") -> Config:
     sections = {}
     for name, values in data.items():
-        cls = _section_cls(name)
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
         try:
+            cls = _section_cls(name)
             sections[name] = cls(**{k: _coerce(name, k, v) for k, v in values.items()})
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, logs and errors
+out = Console()  # results (tables, JSON): stdout, so they can be piped
 LOG_EVERY = 30.0
 
 
@@ -42,7 +43,7 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def say(message: str) -> None:
-    console.print(message)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -9,25 +9,73 @@ incomplete phase, and calling it on a finished run does nothing.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from reasoner import phases
 from reasoner.config import Config
 from reasoner.console import say
-from reasoner.run import RunDir, RunError
+from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
 
-ORDER = ["generate", "verify", "label", "train", "reward", "judge", "evaluate"]
-TRAINING = {"train", "reward", "judge"}  # they decide their own resume point
+
+@dataclass(frozen=True)
+class Phase:
+    """What the loop knows of a phase besides its function (``phases.PHASES[name]``): the
+    artefacts it writes under ``iter_k/`` (a redo replaces them) and its partial state, which a
+    redo removes so the phase starts over instead of resuming an older attempt."""
+
+    name: str
+    writes: tuple[str, ...]
+    scratch: tuple[str, ...] = ()
+    resumes_itself: bool = False  # training phases mark themselves running at their resume point
+
+
+PHASE_TABLE = (
+    Phase(
+        "generate",
+        ("problems.jsonl", "rollouts.jsonl", "trees.jsonl", "pairs.jsonl"),
+        ("rollouts.parts", "trees.parts", "pairs.parts"),
+    ),
+    Phase("verify", ("rollouts.jsonl",)),
+    Phase("label", ("labels.jsonl", "rollouts.jsonl")),
+    Phase("train", ("policy",), ("train_state",), resumes_itself=True),
+    Phase("reward", ("reward",), ("train_state_reward",), resumes_itself=True),
+    Phase("judge", ("judge",), ("train_state_judge",), resumes_itself=True),
+    Phase("evaluate", ("eval.json", "eval_samples.jsonl")),
+)
+ORDER = [p.name for p in PHASE_TABLE]
+WRITES = {p.name: p.writes for p in PHASE_TABLE}
+SCRATCH = {p.name: p.scratch for p in PHASE_TABLE}
+TRAINING = {p.name for p in PHASE_TABLE if p.resumes_itself}
 BASELINE = 0  # iteration number of the starting model's evaluation
 
 
-def run_phase(session: phases.Session, iteration: int, name: str, *, force: bool = False) -> dict:
+def plan(config: Config) -> list[tuple[int, str]]:
+    """Every (iteration, phase) of the run, in the order they run."""
+    first = [(BASELINE, "evaluate")] if config.run.baseline_eval else []
+    return first + [(k, name) for k in range(1, config.run.iterations + 1) for name in ORDER]
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def run_phase(session: phases.Session, iteration: int, name: str) -> dict:
     run = session.run
-    if run.is_complete(iteration, name) and not force:
+    if run.is_complete(iteration, name):
         return run.phase(iteration, name).get("metrics", {})
     if name not in TRAINING:  # training phases truncate metrics at their own resume point
         run.begin_phase(iteration, name)
     started = time.time()
-    artefacts, metrics = phases.PHASES[name](session, iteration)
+    try:
+        artefacts, metrics = phases.PHASES[name](session, iteration)
+    except Exception as err:
+        run.end_phase(iteration, name, FAILED, one_line(err))
+        raise
+    except BaseException as err:  # Ctrl-C, or SIGTERM turned into SystemExit by the CLI
+        run.end_phase(iteration, name, INTERRUPTED, type(err).__name__)
+        raise
     metrics = {**metrics, "seconds": round(time.time() - started, 2)}
     run.complete_phase(iteration, name, artefacts, metrics)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
@@ -35,8 +83,34 @@ def run_phase(session: phases.Session, iteration: int, name: str, *, force: bool
     return metrics
 
 
-def iterate(run: RunDir, config: Config) -> dict[int, dict]:
-    """Run (or resume) every iteration; return each iteration's evaluation metrics."""
+def redo(run: RunDir, config: Config, iteration: int, name: str, reason: str) -> None:
+    """Mark (iteration, name) and every phase after it pending; the next run of the loop (or
+    of that phase's command) does them again. Old artefacts stay until new ones replace them."""
+    order = plan(config)
+    if (iteration, name) not in order:
+        raise RunError(f"cannot redo {name} of iteration {iteration}: this run has no such phase")
+    later = order[order.index((iteration, name)) :]
+    n = run.invalidate(later, reason, SCRATCH)
+    say(f"iter {iteration} {name}: {reason}; it and {max(n - 1, 0)} started phases after it will run again")
+
+
+def repair(run: RunDir, config: Config) -> tuple[int, str] | None:
+    """Check every complete phase's artefacts against the manifest's sizes and sha256; from the
+    first phase with a missing or changed artefact on, mark the phases to be redone."""
+    bad = run.broken(plan(config), WRITES)
+    if bad is None:
+        return None
+    k, name, why = bad
+    redo(run, config, k, name, why)
+    return k, name
+
+
+def iterate(run: RunDir, config: Config, redo_phase: tuple[int, str] | None = None) -> dict[int, dict]:
+    """Run (or resume) every iteration; return each iteration's evaluation metrics.
+    ``redo_phase`` (iteration, phase) is run again, and every phase after it."""
+    if redo_phase is not None:
+        redo(run, config, *redo_phase, reason="redo asked with --redo")
+    repair(run, config)
     session = phases.Session(run, config)
     results: dict[int, dict] = {}
     if config.run.baseline_eval:
@@ -48,27 +122,49 @@ def iterate(run: RunDir, config: Config) -> dict[int, dict]:
     return results
 
 
-def current_iteration(run: RunDir, config: Config, phase: str) -> int:
+def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = False) -> int:
     """The iteration a standalone phase command acts on: the first whose ``phase`` is not
-    complete, or the last iteration when all are."""
+    complete, or the last iteration when all are. With ``redo``: the last one that started it."""
+    if redo:
+        started = [
+            k for k in range(config.run.iterations + 1) if run.phase(k, phase).get("status", "pending") != "pending"
+        ]
+        if not started:
+            raise RunError(f"{run.path}: {phase} has not run in any iteration yet; nothing to redo")
+        return max(started)
     for k in range(1, config.run.iterations + 1):
         if not run.is_complete(k, phase):
             return k
     return config.run.iterations
 
 
-def run_single(run: RunDir, config: Config, iteration: int, name: str) -> dict:
+def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phase: bool = False) -> dict:
     """Run one phase on its own (the phase commands); refuses when its input is not ready."""
     if name not in phases.PHASES:
-        raise KeyError(f"unknown phase {name!r}; valid: {', '.join(ORDER)}")
+        raise RunError(f"unknown phase {name!r}; valid: {', '.join(ORDER)}")
     if not 0 <= iteration <= config.run.iterations or (iteration == 0 and name != "evaluate"):
         raise RunError(f"iteration {iteration} is outside this run (1..{config.run.iterations})")
+    order = plan(config)
+    if redo_phase:
+        redo(run, config, iteration, name, "redo asked with --redo")
+    bad = run.broken(order, WRITES)
+    if bad is not None and order.index(bad[:2]) <= order.index((iteration, name)):
+        redo(run, config, bad[0], bad[1], bad[2])
+        if bad[:2] != (iteration, name):
+            raise RunError(
+                f"{bad[2]}: {bad[1]} of iteration {bad[0]} must run again before {name} of iteration "
+                f"{iteration}; `reasoner iterate --run {run.path}` does both"
+            )
+    if run.is_complete(iteration, name):
+        say(f"iter {iteration} {name} is already complete (its saved metrics follow); --redo runs it again")
     session = phases.Session(run, config)
     return run_phase(session, iteration, name)
 
 
 def validate(config: Config) -> None:
-    """Fail early, before a run folder is written, on names no registry knows."""
+    """Fail early, before a run folder is written: names no registry knows, model specs that
+    name nothing loadable, a device this torch cannot use."""
+    from reasoner import models
     from reasoner.generation import get_backend
     from reasoner.search import get_searcher
     from reasoner.tasks import get_pack
@@ -87,14 +183,25 @@ def validate(config: Config) -> None:
 
     for name in config.label.labellers:
         get_labeller(name)
+    models.check_device(config.run.device)
+    for spec in {config.model.policy, config.label.reward_model, config.label.judge_model} - {""}:
+        models.check(spec)
 
 
-def evaluate_steps(run: RunDir, config: Config, iteration: int, problems: int, samples: int) -> dict:
-    """Step-level evaluation of every configured labeller (`reasoner evaluate --steps`)."""
+def evaluate_steps(
+    run: RunDir, config: Config, iteration: int, problems: int, samples: int, out: Path | None = None
+) -> tuple[dict, Path]:
+    """Step-level evaluation of every configured labeller (`reasoner evaluate --steps`). The run
+    is only read; steps.json and steps.jsonl go to ``out`` (default: ``RUN.steps/iter_K/``
+    beside the run folder)."""
     if not config.label.labellers:
         raise RunError("no labellers to evaluate: set label.labellers, e.g. --set 'label.labellers=[\"mc\"]'")
     session = phases.Session(run, config)
-    return phases.evaluate_steps(session, iteration, problems, samples)
+    result, details = phases.evaluate_steps(session, iteration, problems, samples)
+    out = Path(out) if out is not None else run.path.with_name(run.path.name + ".steps") / f"iter_{iteration:04d}"
+    atomic_write_json(out / "steps.json", result)
+    atomic_write_jsonl(out / "steps.jsonl", details)
+    return result, out
 
 
 def last_trained(run: RunDir, config: Config) -> int:

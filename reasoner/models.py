@@ -13,6 +13,7 @@ A model spec is one string:
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import shutil
@@ -24,12 +25,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from reasoner.errors import UserError
+
 EMBEDDED = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelSpecError(ValueError):
-    """A model spec that names nothing loadable."""
+class ModelSpecError(UserError, ValueError):
+    """A model spec that names nothing loadable, or a device this torch cannot use."""
+
+
+HUB_TIMEOUT = 5.0  # seconds for the one request that asks the hub whether a name exists
 
 
 @dataclass
@@ -144,6 +150,62 @@ def resolve(spec: str) -> str | Path:
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise ModelSpecError(f"model folder {spec} does not exist")
     return spec  # a hub name the user chose
+
+
+def check(spec: str) -> None:
+    """Fail fast, naming what was tried, on a spec that names nothing loadable. A hub name is
+    accepted when the local hub cache holds it, or when one request (at most `HUB_TIMEOUT`
+    seconds, no retries) finds its config.json on the hub; transformers' own lookup retries
+    for about a minute and then prints a long traceback."""
+    if _parse_tiny(spec) is not None:
+        return
+    if spec == EMBEDDED:
+        if not (cache_root() / "models" / "SmolLM2-135M-Instruct" / "config.json").exists():
+            _gguf_folder()
+        return
+    resolve(spec)  # folders: raises when missing or without config.json
+    if Path(spec).expanduser().exists():
+        return
+    tried = f"not an embedded model ({EMBEDDED}), not tiny[:SEED], not an existing folder"
+    hint = difflib.get_close_matches(spec, [EMBEDDED, "tiny"], n=1, cutoff=0.6)
+    hint_text = f"; did you mean {hint[0]}?" if hint else ""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return
+    except Exception:  # a name the hub client rejects (bad characters): reported below
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise ModelSpecError(
+            f"model {spec!r}: {tried}, and not in the local hub cache (HF_HUB_OFFLINE is set){hint_text}"
+        )
+    try:
+        get_hf_file_metadata(hf_hub_url(spec, "config.json"), timeout=HUB_TIMEOUT)
+    except Exception as err:  # not found, gated, bad name, or no network: all mean "cannot load"
+        reason = type(err).__name__
+        raise ModelSpecError(f"model {spec!r}: {tried}, and the hub lookup failed ({reason}){hint_text}") from None
+
+
+def check_device(device: str) -> None:
+    """Refuse a device string torch cannot parse or this torch build cannot use."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ModelSpecError(f"run.device = {device!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    build = f"this torch ({torch.__version__})"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelSpecError(
+                f'run.device = {device!r} but {build} cannot use CUDA (no CUDA build or no GPU); set run.device = "cpu"'
+                " or install the CUDA build of the same torch version"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelSpecError(f"run.device = {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelSpecError(f'run.device = {device!r} but {build} cannot use MPS; set run.device = "cpu"')
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelSpecError(f"run.device = {device!r}: only cpu, cuda[:N] and mps are supported")
 
 
 def load(spec: str, device: str = "cpu") -> LoadedModel:

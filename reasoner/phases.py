@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from reasoner import evaluate as scores
-from reasoner import models, seeding
+from reasoner import models, seeding, threads
 from reasoner.config import Config
 from reasoner.console import progress
 from reasoner.generation import Sampling, get_backend
@@ -24,7 +24,7 @@ from reasoner.rewards.judge import judge_steps
 from reasoner.rewards.shaping import SHAPERS
 from reasoner.run import RunDir
 from reasoner.search import SearchSettings, get_searcher
-from reasoner.tasks import get_pack, render
+from reasoner.tasks import PackError, get_pack, render
 from reasoner.verifiers import get_extractor, get_verifier
 
 
@@ -41,8 +41,7 @@ class Session:
     def __post_init__(self) -> None:
         t = self.config.task
         self.pack = get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
-        if self.config.run.threads:
-            torch.set_num_threads(self.config.run.threads)
+        threads.configure(self.config.run.threads)
 
     def policy_spec(self, iteration: int) -> str:
         """The policy that iteration ``iteration`` starts from (iteration 0: the configured one)."""
@@ -329,15 +328,16 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
     return report
 
 
-def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
+def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[dict, list[dict]]:
     """Sample solutions to test problems with the iteration's policy, label their steps with
-    every configured labeller and score each against the pack's gold step labels."""
+    every configured labeller and score each against the pack's gold step labels. Returns the
+    summary and one row per solution; writes nothing (the run is only read)."""
     from reasoner import stepeval
 
     cfg = s.config
     problems = s.pack.problems("test", n_problems, 0)
     if s.pack.check_steps(problems[0], ["1"]) is None:
-        raise ValueError(f"pack {s.pack.name} has no gold step labels; step-level evaluation needs arith")
+        raise PackError(f"pack {s.pack.name} has no gold step labels; step-level evaluation needs arith")
     spec = s.policy_after(k)
     backend = s.backend(spec)
     settings = SearchSettings(
@@ -381,9 +381,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> dict:
                 "step_accuracy": stepeval.step_accuracy(gold, values, threshold),
                 **stepeval.first_error_f1(gold_first, pred),
             }
-    s.run.write_json(k, "steps.json", result)
-    s.run.write_records(k, "steps.jsonl", details)
-    return result
+    return result, details
 
 
 def _phases() -> dict:

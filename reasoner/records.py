@@ -16,8 +16,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reasoner.errors import MissingFile, UserError
 
-class RecordError(ValueError):
+
+class RecordError(UserError, ValueError):
     """A malformed record: names the file, the line and the field."""
 
     def __init__(self, path: str | Path, line: int, field_name: str | None, message: str):
@@ -164,7 +166,7 @@ def iter_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     is not a JSON object is an error naming the file and line."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFile(f"{path}: no such file")
     with path.open(encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():

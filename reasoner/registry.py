@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from reasoner.errors import UnknownName
+
 T = TypeVar("T")
 
 
 class Registry(dict[str, T], Generic[T]):
-    def __init__(self, kind: str, error: type[Exception] = KeyError):
+    def __init__(self, kind: str, error: type[Exception] = UnknownName):
         super().__init__()
         self.kind, self.error = kind, error
 

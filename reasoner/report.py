@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
+from reasoner.loop import ORDER as PHASE_ORDER
 from reasoner.run import RunDir, atomic_write_text
 
-PHASE_ORDER = ["generate", "verify", "label", "train", "reward", "judge", "evaluate"]
-SHORT = {"complete": "done", "running": "running", "pending": "-"}  # narrow enough for 80 columns
+# narrow enough for 80 columns
+SHORT = {"complete": "done", "running": "running", "pending": "-", "failed": "FAILED", "interrupted": "intr"}
 
 
 def _fmt(value: Any) -> str:
@@ -31,23 +33,52 @@ def eval_table(results: dict[int, dict], title: str = "held-out evaluation") -> 
     return table
 
 
+def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
+    """Each run's writer (None when no live process holds its lock) and each phase's status as a
+    user should read it (``running`` only while a live writer holds the run; ``interrupted``
+    when its process died; ``failed`` with the error). Reads the runs only."""
+    listing = []
+    for rd in runs:
+        writer = rd.writer()
+        iterations = {}
+        for it, phases in sorted(rd.manifest().get("iterations", {}).items(), key=lambda kv: int(kv[0])):
+            iterations[it] = {
+                p: {"status": rd.status(int(it), p, writer), **({"error": e} if (e := phases[p].get("error")) else {})}
+                for p in PHASE_ORDER
+                if p in phases
+            }
+        listing.append(
+            {
+                "run": rd.path.name,
+                "path": str(rd.path),
+                "writer": writer.__dict__ if writer else None,
+                "iterations": iterations,
+            }
+        )
+    return listing
+
+
 def runs_table(runs: list[RunDir]) -> Table:
-    table = Table(title="runs (done / running / - pending)")
+    table = Table(title="runs (done / running / intr: interrupted / FAILED / - pending)")
     table.add_column("run", overflow="fold")
     table.add_column("iter")
     for col in PHASE_ORDER:
         table.add_column(col)
-    for rd in runs:
-        iterations = rd.manifest().get("iterations", {})
+    errors = []
+    for entry in runs_status(runs):
+        name, iterations = entry["run"], entry["iterations"]
         if not iterations:
-            table.add_row(rd.path.name, "-", *["-"] * len(PHASE_ORDER))
-        for it in sorted(iterations, key=int):
-            phases = iterations[it]
-            table.add_row(rd.path.name, it, *(SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER))
+            table.add_row(Text(name), "-", *["-"] * len(PHASE_ORDER))
+        for it, phases in iterations.items():
+            cells = [SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER]
+            table.add_row(Text(name), it, *cells)
+            errors += [f"{name} iter {it} {p}: {v['error']}" for p, v in phases.items() if v.get("error")]
+    if errors:
+        table.caption = Text("\n".join(errors))
     return table
 
 
-def run_table(rd: RunDir) -> Table:
+def run_rows(rd: RunDir) -> dict[int, dict[str, Any]]:
     rows = {}
     for it, phases in rd.manifest().get("iterations", {}).items():
         rows[int(it)] = {
@@ -55,7 +86,11 @@ def run_table(rd: RunDir) -> Table:
             **{f"verify_{k}": v for k, v in phases.get("verify", {}).get("metrics", {}).items() if k != "seconds"},
             **phases.get("evaluate", {}).get("metrics", {}),
         }
-    return eval_table(rows, title=f"run {rd.path.name}")
+    return dict(sorted(rows.items()))
+
+
+def run_table(rd: RunDir) -> Table:
+    return eval_table(run_rows(rd), title=f"run {rd.path.name}")
 
 
 def series(rd: RunDir) -> dict[str, list[tuple[float, float]]]:

@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from reasoner import config as cfg
+from reasoner import integrity, writer_lock
+from reasoner.errors import UserError
 from reasoner.records import R, iter_jsonl, jsonl_text
 
 PENDING, RUNNING, COMPLETE = "pending", "running", "complete"
+FAILED, INTERRUPTED = "failed", "interrupted"  # a phase that raised; one whose process died
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A run directory that cannot be used as asked (config mismatch, missing phase output)."""
 
 
@@ -107,19 +110,35 @@ class RunDir:
         self.config_path = self.path / "config.toml"
         self.manifest_path = self.path / "manifest.json"
         self.metrics_path = self.path / "metrics.jsonl"
+        self.lock_path = self.path / "lock"
 
     # ------------------------------------------------------------------------------ config
     def exists(self) -> bool:
         return self.config_path.exists()
 
     def open(self, config: cfg.Config, overrides: list[str] | None = None) -> cfg.Config:
-        """Create the run with ``config``, or check ``config`` against the saved one.
+        """Take the run's writer lock, then create the run with ``config`` or check ``config``
+        against the saved one (`close` releases the lock; so does the process's death).
 
         A resumed run may only change keys that a ``--set`` names; the change is recorded in
         the manifest and the saved config is updated. Returns the config to use.
         """
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            writer_lock.acquire(self.lock_path)
+        except writer_lock.LockHeld:
+            if created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        try:
+            return self._open_locked(config, overrides)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self, config: cfg.Config, overrides: list[str] | None) -> cfg.Config:
         if not self.exists():
-            self.path.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.config_path, cfg.to_toml(config))
             manifest = self.manifest()
             manifest["created"] = _now()
@@ -145,10 +164,27 @@ class RunDir:
             self._save_manifest(manifest)
         return config
 
+    def close(self) -> None:
+        """Release the writer lock taken by `open` (a no-op when this process holds none)."""
+        writer_lock.release(self.lock_path)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def writer(self) -> writer_lock.Holder | None:
+        """The live process that holds this run's writer lock, if any."""
+        return writer_lock.live_holder(self.lock_path)
+
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files and folders that a killed write left behind (names starting
         with a dot: `.NAME.XXXX.tmp`, `.NAME.XXXX/`, `.NAME.old/`); they never hold the only
-        copy of anything, since a write renames its temporary into place as its last act."""
+        copy of anything, since a write renames its temporary into place as its last act.
+        Only the lock holder calls this, so no live writer owns what it deletes."""
+        if not writer_lock.held_here(self.lock_path):
+            raise RunError(f"{self.path}: only the run's writer may remove temporaries")
         for path in sorted(self.path.rglob(".*"), key=lambda p: -len(p.parts)):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -175,23 +211,98 @@ class RunDir:
     def is_complete(self, iteration: int, name: str) -> bool:
         return self.phase(iteration, name).get("status") == COMPLETE
 
+    def status(self, iteration: int, name: str, writer: writer_lock.Holder | None = None) -> str:
+        """The phase's status as a user should read it: a phase left ``running`` by a process
+        that no longer holds the lock is ``interrupted``. Pass ``writer`` (from `writer`) when
+        asking about many phases, to probe the lock once."""
+        status = self.phase(iteration, name).get("status", PENDING)
+        if status == RUNNING and (writer or self.writer()) is None:
+            return INTERRUPTED
+        return status
+
     def begin_phase(self, iteration: int, name: str, keep_steps_upto: int | None = None) -> None:
         """Mark a phase running and drop metrics it logged past its resume point."""
         self.truncate_metrics(iteration, name, keep_steps_upto)
         manifest = self.manifest()
         entry = manifest["iterations"].setdefault(str(iteration), {}).setdefault(name, {})
         entry.update(status=RUNNING, started=entry.get("started") or _now())
+        entry.pop("error", None)
+        self._save_manifest(manifest)
+
+    def end_phase(self, iteration: int, name: str, status: str, reason: str) -> None:
+        """Mark a phase that did not complete: ``failed`` (it raised) or ``interrupted``."""
+        manifest = self.manifest()
+        entry = manifest["iterations"].setdefault(str(iteration), {}).setdefault(name, {})
+        entry.update(status=status, error=reason, stopped=_now())
         self._save_manifest(manifest)
 
     def complete_phase(self, iteration: int, name: str, artefacts: list[str], metrics: dict[str, Any]) -> None:
         for rel in artefacts:
             if not (self.path / rel).exists():
                 raise RunError(f"phase {name} of iteration {iteration} did not produce {rel}")
+        checksums = {rel: integrity.fingerprint(self.path / rel) for rel in artefacts}
         self.log({"iteration": iteration, "phase": name, "event": "phase_complete", **metrics})
         manifest = self.manifest()
         entry = manifest["iterations"].setdefault(str(iteration), {}).setdefault(name, {})
-        entry.update(status=COMPLETE, finished=_now(), artefacts=artefacts, metrics=metrics)
+        for key in ("error", "stopped", "redo"):
+            entry.pop(key, None)
+        entry.update(status=COMPLETE, finished=_now(), artefacts=artefacts, metrics=metrics, checksums=checksums)
         self._save_manifest(manifest)
+
+    # --------------------------------------------------------------------------- integrity
+    def broken(self, order: list[tuple[int, str]], writes: dict[str, tuple[str, ...]]) -> tuple[int, str, str] | None:
+        """The first complete phase, in ``order``, whose artefacts are missing or changed, as
+        ``(iteration, phase, why)``; None when every complete phase is intact.
+
+        Several phases may rewrite one file (verify and label rewrite rollouts.jsonl), so a file
+        is checked against the last complete phase that wrote it, and a mismatch sends the redo
+        back to the first phase of the iteration that writes it (the later ones read it in
+        place). A file that a started or redo-marked, unfinished phase declares in ``writes`` is
+        not checked: that phase may have replaced it before it stopped, and it runs again anyway.
+        """
+        expected: dict[str, tuple[dict, int, str]] = {}  # rel -> (fingerprint, iteration, phase)
+        first_writer: dict[str, tuple[int, str]] = {}
+        unsettled: set[str] = set()
+        for k, name in order:
+            entry = self.phase(k, name)
+            status = entry.get("status", PENDING)
+            if status == COMPLETE:
+                for rel in entry.get("artefacts", []):
+                    first_writer.setdefault(rel, (k, name))
+                    expected[rel] = (entry.get("checksums", {}).get(rel), k, name)
+            elif status != PENDING or "redo" in entry:  # it ran (or began) and may have rewritten files
+                unsettled.update(self.rel(self.artefact(k, w)) for w in writes.get(name, ()))
+        position = {point: i for i, point in enumerate(order)}
+        found: list[tuple[int, tuple[int, str, str]]] = []
+        for rel, (fp, _k, name) in expected.items():
+            if rel in unsettled:
+                continue
+            why = (
+                integrity.problem(self.path / rel, fp) if fp else (None if (self.path / rel).exists() else "is missing")
+            )
+            if why:
+                k0, first = first_writer[rel]
+                found.append((position[(k0, first)], (k0, first, f"{rel} {why} since {name} completed")))
+        return min(found)[1] if found else None
+
+    def invalidate(self, points: list[tuple[int, str]], reason: str, scratch: dict[str, tuple[str, ...]]) -> int:
+        """Mark the phases at ``points`` pending (to run again) and remove their partial state
+        (``scratch``: chunk parts, train_state). Their artefacts stay until new ones replace
+        them. Returns how many phases had started."""
+        manifest = self.manifest()
+        changed = 0
+        for k, name in points:
+            entry = manifest["iterations"].get(str(k), {}).get(name)
+            for rel in scratch.get(name, ()):
+                shutil.rmtree(self.artefact(k, rel), ignore_errors=True)
+            if not entry or entry.get("status", PENDING) == PENDING:
+                continue
+            changed += 1
+            entry.update(status=PENDING, redo={"at": _now(), "reason": reason})
+            for key in ("error", "stopped", "finished", "started"):
+                entry.pop(key, None)
+        self._save_manifest(manifest)
+        return changed
 
     # ----------------------------------------------------------------------------- metrics
     def log(self, event: dict[str, Any]) -> None:

@@ -12,11 +12,13 @@ from typing import Any
 import torch
 
 from reasoner import models, seeding
+from reasoner.config import ConfigError
 from reasoner.console import progress, say
 from reasoner.phases import Session
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
+from reasoner.run import RunError
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.implicit_prm import PRMExample
@@ -86,7 +88,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     cfg, tc = s.config, s.config.train
     trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
     if any(t.correct is None for t in trajectories):
-        raise ValueError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
+        raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     kept = select(
         trajectories,
         require_steps=cfg.verify.require_steps,
@@ -111,7 +113,7 @@ def _filter(s: Session, k: int, trajectories: list[Trajectory], name: str) -> li
     """Drop trajectories with a step that labeller ``name`` scores below its threshold (e.g. a
     step the StepWiser judge calls bad); trajectories it did not label are kept."""
     if name not in s.config.label.labellers:
-        raise ValueError(f"train.filter_labeller is {name!r} but label.labellers does not run it")
+        raise ConfigError(f"train.filter_labeller is {name!r} but label.labellers does not run it")
     threshold = get_labeller(name).threshold
     scores = {
         lab.trajectory_id: lab.labels

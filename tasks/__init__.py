@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from reasoner.errors import UserError
 from reasoner.records import Problem
 from reasoner.registry import Registry
 
 
-class PackError(ValueError):
+class PackError(UserError, ValueError):
     """A pack that cannot load what was asked (unknown pack, missing source, bad split)."""
 
 

@@ -159,6 +159,40 @@ def test_kill_between_phases(tmp_path, reference):
     _assert_same(run, snap)
 
 
+def test_second_writer_is_refused_and_the_first_run_is_unharmed(tmp_path, reference):
+    """Two real processes on one run: the second is refused with one line naming the first,
+    and the first ends with the artefacts of a run nobody disturbed."""
+    from typer.testing import CliRunner
+
+    from reasoner.cli import app
+
+    config, snap = reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    deadline = time.time() + 120
+    while _manifest_status(run, 1, "generate") != "running":
+        assert proc.poll() is None and time.time() < deadline, "the first run never started generating"
+        time.sleep(0.01)
+    second = CliRunner().invoke(app, ["iterate", "--run", str(run)])
+    assert second.exit_code == 2
+    assert f"is being written by pid {proc.pid} on " in " ".join(second.output.split())
+    _finish(proc)
+    _assert_same(run, snap)
+
+
+def test_sigkilled_writer_shows_interrupted_and_does_not_block_the_resume(tmp_path, reference):
+    from reasoner.run import RunDir
+
+    config, snap = reference
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    _kill_when(proc, lambda: _manifest_status(run, 1, "train") == "running")
+    rd = RunDir(run)
+    assert rd.writer() is None and rd.status(1, "train") == "interrupted"
+    _finish(_start(run, None))
+    _assert_same(run, snap)
+
+
 def test_kill_during_training_resumes_from_saved_step(tmp_path, reference):
     config, snap = reference
     run = tmp_path / "run"

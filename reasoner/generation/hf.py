@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from reasoner import threads
 from reasoner.generation import Completion, Sampling, register
 
 
@@ -56,6 +57,7 @@ class HFBackend:
             self._compute_prefix(prompts[0][:shared])
         done = 0
         while pending or state.size:
+            threads.adapt()  # between decode steps: give way to other busy processes
             free = sampling.batch_size - state.size
             if pending and (free >= min_refill or state.size == 0):
                 take, pending = pending[:free], pending[free:]

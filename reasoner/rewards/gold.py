@@ -3,6 +3,7 @@ step-level evaluation and an upper bound for the other labellers; None (no claim
 
 from __future__ import annotations
 
+from reasoner.errors import UserError
 from reasoner.records import StepLabels
 from reasoner.rewards import LabelContext, register
 
@@ -17,6 +18,6 @@ class GoldLabeller:
         for t in trajectories:
             gold = ctx.pack.check_steps(ctx.problems[t.problem_id], t.steps)
             if gold is None:
-                raise ValueError(f"pack {ctx.pack.name} has no gold step labels; drop 'gold' from label.labellers")
+                raise UserError(f"pack {ctx.pack.name} has no gold step labels; drop 'gold' from label.labellers")
             out.append(StepLabels(t.id, self.name, [0.0 if g is False else 1.0 for g in gold]))
         return out

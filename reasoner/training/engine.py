@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import load_file, save_file
 
+from reasoner import threads
 from reasoner.config import TrainConfig
 from reasoner.registry import Registry
 
@@ -79,6 +80,7 @@ class TorchEngine:
         self.step = 0
 
     def train_step(self, batch: list[Any], objective: Objective) -> dict[str, float]:
+        threads.adapt()
         mb = self.cfg.micro_batch_size
         micro = [batch[i : i + mb] for i in range(0, len(batch), mb)]
         self.optimizer.zero_grad(set_to_none=True)
