@@ -6,6 +6,14 @@ keeps `--batch` rows busy. Tokens counted are the generated tokens each returns 
 The last line is one JSON object.
 
     python bench/generation.py --prompts 64 --batch 32 --new-tokens 256
+
+With ``--load`` it measures instead how the backend shares the machine: its tokens/s alone,
+then beside one other busy process (a Python busy loop, started 2 s before the clock so the
+thread sampler has seen it), and the ratio. ``--threads 0`` (the default) is the shipped
+auto mode; compare with the old fixed setting by running
+``OMP_WAIT_POLICY=ACTIVE python bench/generation.py --load --threads 2``.
+
+    python bench/generation.py --load --prompts 32 --batch 32 --new-tokens 64
 """
 
 from __future__ import annotations
@@ -13,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from reasoner import models
+from reasoner import models, threads
 from reasoner.generation import Sampling, get_backend
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
@@ -30,10 +40,11 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="0: auto (the shipped run.threads)")
+    ap.add_argument("--load", action="store_true", help="idle vs beside one busy process")
     ap.add_argument("--data", default=str(DATA))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    threads.configure(args.threads)
     loaded = models.load(args.model)
     tok = loaded.tokenizer
     questions = [json.loads(line)["question"] for line in open(args.data)][: args.prompts]
@@ -41,6 +52,8 @@ def main() -> None:
         tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in questions
     ]
+    if args.load:
+        return under_load(args, loaded, prompts)
     load_before = os.getloadavg()[0]
 
     torch.manual_seed(0)
@@ -88,6 +101,50 @@ def main() -> None:
                 "speedup_vs_generate": round(ours_tps / base_tps, 2),
                 "load_avg_before": round(load_before, 2),
                 "load_avg_after": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
+
+
+def under_load(args, loaded, prompts) -> None:
+    backend = get_backend("hf")(loaded.model, loaded.tokenizer)
+    sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
+    backend.generate(prompts[:2], Sampling(temperature=0.8, max_new_tokens=4, seed=0))  # warm-up
+
+    def measure() -> tuple[float, int]:
+        t0 = time.perf_counter()
+        outs = backend.generate(prompts, sampling)
+        seconds = time.perf_counter() - t0
+        return sum(len(c.token_ids) for c in outs) / seconds, torch.get_num_threads()
+
+    load_before = os.getloadavg()[0]
+    idle_tps, idle_threads = measure()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2.0)
+        loaded_tps, loaded_threads = measure()
+    finally:
+        busy.kill()
+        busy.wait()
+    ratio = loaded_tps / idle_tps
+    wait = os.environ.get("OMP_WAIT_POLICY")
+    print(f"alone           : {idle_tps:.1f} tok/s ({idle_threads} threads at the end)")
+    print(f"beside 1 busy   : {loaded_tps:.1f} tok/s ({loaded_threads} threads at the end)")
+    print(f"ratio           : {ratio:.2f}x   (goal >= 0.4; OMP_WAIT_POLICY={wait}, load avg before {load_before:.2f})")
+    print(
+        json.dumps(
+            {
+                "bench": "generation-load",
+                "model": args.model,
+                "prompts": len(prompts),
+                "batch": args.batch,
+                "max_new_tokens": args.new_tokens,
+                "threads": args.threads or "auto",
+                "omp_wait_policy": wait,
+                "idle_tok_s": round(idle_tps, 1),
+                "loaded_tok_s": round(loaded_tps, 1),
+                "ratio": round(ratio, 2),
+                "load_avg_before": round(load_before, 2),
             }
         )
     )

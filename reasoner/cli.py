@@ -7,6 +7,7 @@ a missing file, a malformed --set) prints one clear line and exits with code 2.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -99,9 +100,20 @@ def open_run(
     config = cfg.apply_overrides(base, overrides)
     loop.validate(config)
     if not record:
-        rd.saved_config()  # a read-only command needs an existing run
+        if config_file is None:
+            rd.saved_config()  # without --config, a read-only command needs an existing run
         return rd, config
-    return rd, rd.open(config, overrides)
+    new = not rd.exists()
+    config = rd.open(config, overrides)
+    rd.created_here = new
+    return rd, config
+
+
+def _discard_if_empty(rd: RunDir) -> None:
+    """A run this command created and then refused before writing any artefact leaves no folder."""
+    if rd.created_here and not any(rd.path.glob("iter_*")):
+        rd.close()
+        shutil.rmtree(rd.path, ignore_errors=True)
 
 
 @app.command()
@@ -116,14 +128,17 @@ def iterate(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole loop (or resume it at the first incomplete phase)."""
+    if iteration is not None and redo is None:
+        _fail(cfg.ConfigError("--iteration goes with --redo PHASE"))
+    rd = None
     try:
         rd, conf = open_run(run, config, set_)
         with rd:
-            if iteration is not None and redo is None:
-                raise cfg.ConfigError("--iteration goes with --redo PHASE")
             target = None if redo is None else (iteration if iteration is not None else 1, redo)
             results = loop.iterate(rd, conf, redo_phase=target)
     except UserError as err:
+        if rd is not None:
+            _discard_if_empty(rd)
         _fail(err)
     if as_json:
         _json({str(k): v for k, v in results.items()})
@@ -132,12 +147,15 @@ def iterate(
 
 
 def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, iteration: int | None, redo: bool) -> None:
+    rd = None
     try:
         rd, conf = open_run(run, config, set_)
         with rd:
             k = iteration if iteration is not None else loop.current_iteration(rd, conf, name, redo=redo)
             metrics = loop.run_single(rd, conf, k, name, redo_phase=redo)
     except UserError as err:
+        if rd is not None:
+            _discard_if_empty(rd)
         _fail(err)
     _json(metrics)
 

@@ -111,6 +111,7 @@ class RunDir:
         self.manifest_path = self.path / "manifest.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.lock_path = self.path / "lock"
+        self.created_here = False  # set by the CLI's opener when this command made the run
 
     # ------------------------------------------------------------------------------ config
     def exists(self) -> bool:

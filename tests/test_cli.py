@@ -61,7 +61,8 @@ def test_phase_commands_read_the_previous_phase(tmp_path):
     assert result.exit_code == 2 and "problems.jsonl is missing: run the phase that writes it first" in " ".join(
         result.output.split()
     )
-    assert runner.invoke(app, ["generate", "--run", run]).exit_code == 0
+    assert not (tmp_path / "r").exists()  # the refused command left no run behind
+    assert runner.invoke(app, ["generate", "--run", run, *TINY]).exit_code == 0
     assert runner.invoke(app, ["verify", "--run", run]).exit_code == 0
     rollouts = (tmp_path / "r" / "iter_0001" / "rollouts.jsonl").read_text().splitlines()
     assert len(rollouts) == 4 and all(json.loads(line)["correct"] is not None for line in rollouts)
