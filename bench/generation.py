@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from reasoner import models, threads
-from reasoner.generation import Sampling, get_backend
+from reasoner.generation import Sampling
+from reasoner.generation.hf import HFBackend
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 
@@ -76,7 +77,7 @@ def main() -> None:
             base_tokens += row.index(eos) if eos in row else len(row)
     base_time = time.perf_counter() - t0
 
-    backend = get_backend("hf")(loaded.model, tok)
+    backend = HFBackend(loaded.model, tok)
     sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
     t0 = time.perf_counter()
     outs = backend.generate(prompts, sampling)
@@ -107,7 +108,7 @@ def main() -> None:
 
 
 def under_load(args, loaded, prompts) -> None:
-    backend = get_backend("hf")(loaded.model, loaded.tokenizer)
+    backend = HFBackend(loaded.model, loaded.tokenizer)
     sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
     backend.generate(prompts[:2], Sampling(temperature=0.8, max_new_tokens=4, seed=0))  # warm-up
 

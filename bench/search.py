@@ -24,10 +24,11 @@ import torch
 
 from reasoner import models
 from reasoner.config import SearchConfig
-from reasoner.generation import Sampling, get_backend
+from reasoner.generation import Sampling
+from reasoner.generation.hf import HFBackend
+from reasoner.logprobs import pad_right
 from reasoner.search import SearchSettings, get_searcher
 from reasoner.tasks import get_pack, render
-from reasoner.training.tensors import pad_right
 from reasoner.verifiers import get_extractor, get_verifier
 
 
@@ -50,7 +51,7 @@ def main() -> None:
         return verify(problem.answer, extract(text)).correct
 
     def fresh():
-        backend = get_backend("hf")(loaded.model, tok)
+        backend = HFBackend(loaded.model, tok)
         # The prompts are computed once up front, as a long search over them would amortise.
         ids = [tok(render(pack.messages(p), tok), add_special_tokens=False)["input_ids"] for p in problems]
         backend.generate_ids(ids, Sampling(max_new_tokens=1, keep_kv=True, batch_size=64))
@@ -121,7 +122,7 @@ def main() -> None:
             "seconds": time.time() - t0,
         }
     # --------------------------------------------------------------- implicit PRM scoring
-    backend = get_backend("hf")(loaded.model, tok)
+    backend = HFBackend(loaded.model, tok)
     pairs = [
         (tok(t.prompt, add_special_tokens=False)["input_ids"], tok(t.text, add_special_tokens=False)["input_ids"])
         for t in res.trajectories[:64]

@@ -59,6 +59,15 @@ def _setup(
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    plain = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, cfg.ConfigDeprecation):
+            console.print(Text.assemble(("warning: ", "yellow"), str(message)), soft_wrap=True)
+        else:
+            plain(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     signal.signal(signal.SIGTERM, _terminate)
 
 

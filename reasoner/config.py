@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors dataclasses' met
 
 @dataclass(frozen=True)
 class RunConfig:
+    recipe: str = _f("rft", "Recipe: the phases of an iteration, by name (rft, prm; see reasoner.recipes).")
     iterations: int = _f(3, "Number of loop iterations `reasoner iterate` runs.")
     seed: int = _f(0, "Seed for problem sampling, generation and training; same seed, same run.")
     device: str = _f("cpu", "Torch device for every model: cpu, cuda, cuda:1, ...")
@@ -117,8 +119,6 @@ class LabelConfig:
     mc_max_new_tokens: int = _f(64, "Math-Shepherd: cap on tokens of one completion.")
     implicit_beta: float = _f(0.05, "PRIME: beta of the token reward beta * log(pi_phi / pi_ref).")
     reward_model: str = _f("", "Implicit PRM phi at iteration 1 ('' = the starting policy); later: the last reward/.")
-    reward_learning_rate: float = _f(1e-4, "Learning rate of the implicit PRM's cross-entropy update.")
-    reward_lora_rank: int = _f(16, "LoRA rank of the implicit PRM update; 0 trains every parameter.")
     judge_model: str = _f("", "StepWiser judge ('' = the iteration's policy).")
     judge_samples: int = _f(4, "Judgments sampled per step; their mean verdict is the step's score.")
     judge_max_new_tokens: int = _f(48, "Cap on tokens of one judgment (reasoning plus verdict).")
@@ -136,33 +136,48 @@ class LabelConfig:
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    extractor: str = _f("flexible", "Answer extractor: strict (the pack's answer phrase) or flexible.")
+    extractor: str = _f("", "Answer extractor: strict (the pack's answer phrase) or flexible; '' = the pack's own.")
     require_steps: bool = _f(True, "Count a sample correct for training only if every checkable step is right.")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RoleTrainConfig:
+    """How one role's model is trained: `[train.policy]`, `[train.reward]`, `[train.judge]`."""
+
     engine: str = _f("torch", "Training engine name (torch).")
-    objective: str = _f("rft", "Training objective name (rft).")
+    objective: str = _f("rft", "Training objective name (policy: rft; reward: implicit_prm; judge: judge_rl).")
     lora_rank: int = _f(16, "LoRA rank through peft; 0 trains every parameter.")
     lora_alpha: int = _f(32, "LoRA scaling numerator.")
     learning_rate: float = _f(2e-4, "Peak AdamW learning rate (linear warm-up, then linear decay).")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     warmup_steps: int = _f(2, "Linear warm-up steps.")
-    epochs: int = _f(1, "Passes over the kept samples.")
-    batch_size: int = _f(8, "Sequences per optimizer step.")
-    micro_batch_size: int = _f(8, "Sequences per forward pass (gradient accumulation splits the batch).")
+    epochs: int = _f(1, "Passes over the training examples.")
+    batch_size: int = _f(8, "Examples per optimizer step.")
+    micro_batch_size: int = _f(8, "Examples per forward pass (gradient accumulation splits the batch).")
     max_steps: int = _f(0, "Cap on optimizer steps per iteration; 0 means no cap.")
-    max_per_problem: int = _f(4, "Most distinct correct samples kept per problem.")
-    filter_labeller: str = _f("", "Drop samples with a step this labeller scores below its threshold (e.g. judge).")
     save_every: int = _f(5, "Save train_state every this many steps (mid-phase resume point).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.")
 
     def __post_init__(self) -> None:
         if self.batch_size % self.micro_batch_size:
-            raise ConfigError("train.batch_size must be a multiple of train.micro_batch_size")
+            raise ConfigError("batch_size must be a multiple of micro_batch_size")
         if self.save_every < 1:
-            raise ConfigError("train.save_every must be >= 1")
+            raise ConfigError("save_every must be >= 1")
+
+
+def _role(help: str, **defaults: Any) -> Any:  # noqa: A002 - mirrors dataclasses' metadata key
+    return field(default_factory=lambda: RoleTrainConfig(**defaults), metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_per_problem: int = _f(4, "Policy: most distinct correct samples kept per problem.")
+    filter_labeller: str = _f("", "Policy: drop samples with a step this labeller scores below its threshold (judge).")
+    policy: RoleTrainConfig = _role("[train.policy]: how the policy is trained.", objective="rft")
+    reward: RoleTrainConfig = _role(
+        "[train.reward]: how the implicit PRM is trained.", objective="implicit_prm", learning_rate=1e-4
+    )
+    judge: RoleTrainConfig = _role("[train.judge]: how the stepwise judge is trained.", objective="judge_rl")
 
 
 @dataclass(frozen=True)
@@ -185,27 +200,103 @@ class Config:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
-SECTIONS = {f.name: f.type for f in fields(Config)}
+class ConfigDeprecation(UserWarning):
+    """A config key that still loads but has a new name; the message names the new key(s)."""
 
 
-def _section_cls(name: str) -> type:
-    hints = typing.get_type_hints(Config)
-    if name not in hints:
-        raise ConfigError(f"unknown config section [{name}]; valid: {', '.join(hints)}")
-    return hints[name]
+# Keys of the flat [train] section before the per-role sections, and where each now lives. The
+# policy and the judge used to share [train]; the implicit PRM took [train] with its own
+# label.reward_lora_rank and label.reward_learning_rate.
+_ROLE_KEYS = {f.name for f in fields(RoleTrainConfig)}
+_OLD_KEYS: dict[tuple[str, str], list[tuple[str, ...]]] = {
+    **{("train", k): [("train", r, k) for r in ("policy", "reward", "judge")] for k in _ROLE_KEYS},
+    ("train", "lora_rank"): [("train", "policy", "lora_rank"), ("train", "judge", "lora_rank")],
+    ("train", "learning_rate"): [("train", "policy", "learning_rate"), ("train", "judge", "learning_rate")],
+    ("train", "objective"): [("train", "policy", "objective")],
+    ("label", "reward_lora_rank"): [("train", "reward", "lora_rank")],
+    ("label", "reward_learning_rate"): [("train", "reward", "learning_rate")],
+}
+_TRAINS_REWARD_OR_JUDGE = ("implicit", "judge")  # labellers whose models the old loop trained
 
 
-def _coerce(section: str, key: str, value: Any) -> Any:
-    cls = _section_cls(section)
-    hints = typing.get_type_hints(cls)
+def _deprecated(old: str, new: list[tuple[str, ...]], warn: bool) -> None:
+    if warn:
+        names = " and ".join(".".join(p) for p in new)
+        warnings.warn(f"config key {old} is deprecated; it now sets {names}; set those instead", ConfigDeprecation, 3)
+
+
+def migrate(data: dict[str, Any], *, warn: bool = True) -> dict[str, Any]:
+    """Today's keys from a mapping written with earlier ones (warning about each, when ``warn``).
+    New keys given beside old ones win. Written before recipes existed, a config whose
+    labellers include the implicit PRM or the judge ran their training phases: it gets the
+    `prm` recipe."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), targets in _OLD_KEYS.items():
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table or isinstance(table[key], dict):
+            continue
+        value = table.pop(key)
+        _deprecated(f"{section}.{key}", targets, warn)
+        for _, role, new_key in targets:
+            role_table = data.setdefault("train", {}).setdefault(role, {})
+            if isinstance(role_table, dict):
+                role_table.setdefault(new_key, value)
+    run = data.get("run")
+    if not (isinstance(run, dict) and "recipe" in run) and data.get("label", {}) and isinstance(data["label"], dict):
+        labellers = data["label"].get("labellers", [])
+        if isinstance(labellers, list) and any(name in labellers for name in _TRAINS_REWARD_OR_JUDGE):
+            if warn:
+                warnings.warn(
+                    "config has no run.recipe; its labellers train the implicit PRM or the judge, so it runs the "
+                    'prm recipe: set run.recipe = "prm"',
+                    ConfigDeprecation,
+                    2,
+                )
+            data.setdefault("run", {})["recipe"] = "prm"
+    return data
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_table(hint: Any) -> bool:
+    return dataclasses.is_dataclass(hint)
+
+
+def _cls_at(path: tuple[str, ...]) -> type:
+    """The dataclass of the table at ``path`` (``("train", "policy")``)."""
+    cls: type = Config
+    for depth, name in enumerate(path):
+        hints = _hints(cls)
+        if name not in hints or not _is_table(hints[name]):
+            where = ".".join(path[:depth])
+            tables = [k for k, h in hints.items() if _is_table(h)]
+            if depth == 0:
+                raise ConfigError(f"unknown config section [{name}]; valid: {', '.join(tables)}")
+            valid = ", ".join(hints)
+            raise ConfigError(f"unknown key {where}.{name}; valid: {valid}")
+        cls = hints[name]
+    return cls
+
+
+def _coerce(path: tuple[str, ...], value: Any) -> Any:
+    *table, key = path
+    if not table:
+        raise ConfigError(f"bad key {key!r}: expected section.key, e.g. train.max_per_problem")
+    cls = _cls_at(tuple(table))
+    hints = _hints(cls)
+    dotted = ".".join(path)
     if key not in hints:
-        raise ConfigError(f"unknown key {section}.{key}; valid: {', '.join(hints)}")
+        raise ConfigError(f"unknown key {dotted}; valid: {', '.join(hints)}")
     hint = hints[key]
+    if _is_table(hint):
+        raise ConfigError(f"{dotted} is a table; set one of its keys, e.g. {dotted}.{next(iter(_hints(hint)))}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typing.get_origin(hint) is list:
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ConfigError(f'{section}.{key} must be a list of names, e.g. ["mc", "implicit"], got {value!r}')
+            raise ConfigError(f'{dotted} must be a list of names, e.g. ["mc", "implicit"], got {value!r}')
         return value
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -215,52 +306,96 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     }.get(hint, isinstance(value, dict))
     if not ok:
         name = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{section}.{key} must be {name}, got {value!r}")
+        raise ConfigError(f"{dotted} must be {name}, got {value!r}")
     return value
 
 
-def from_mapping(data: dict[str, Any], *, source: str = "<config>") -> Config:
-    sections = {}
-    for name, values in data.items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: [{name}] must be a table")
-        try:
-            cls = _section_cls(name)
-            sections[name] = cls(**{k: _coerce(name, k, v) for k, v in values.items()})
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-    return Config(**sections)
+def _build(base: Any, values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """``base`` (a table's defaults: `[train.reward]` has its own) with ``values`` applied."""
+    hints = _hints(type(base))
+    changes = {}
+    for key, value in values.items():
+        if key in hints and _is_table(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{'.'.join((*path, key))}] must be a table")
+            changes[key] = _build(getattr(base, key), value, (*path, key))
+        else:
+            changes[key] = _coerce((*path, key), value)
+    return _replace(base, path, changes)
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """Parse ``section.key=value``; the value is read as TOML, falling back to a bare string."""
+def _replace(obj: Any, path: tuple[str, ...], changes: dict[str, Any]) -> Any:
+    """`dataclasses.replace`, with a check's message prefixed by the table it is about when the
+    table sits below a section (`[train.policy]` says ``train.policy.``)."""
+    try:
+        return replace(obj, **changes)
+    except ConfigError as err:
+        if len(path) > 1:
+            raise ConfigError(f"{'.'.join(path)}.{err}") from None
+        raise
+
+
+def from_mapping(data: dict[str, Any], *, source: str = "<config>", warn: bool = True) -> Config:
+    try:
+        data = migrate(data, warn=warn)
+        sections = {}
+        for name, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            sections[name] = _build(_cls_at((name,))(), values, (name,))
+        return Config(**sections)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def parse_override(text: str) -> list[tuple[tuple[str, ...], Any]]:
+    """Parse ``section.key=value`` (or ``section.table.key=value``) into the keys it sets; the
+    value is read as TOML, falling back to a bare string. A deprecated key sets its new ones."""
     if "=" not in text:
         raise ConfigError(f"bad --set {text!r}: expected section.key=value")
     dotted, raw = text.split("=", 1)
-    parts = dotted.strip().split(".")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"bad --set {text!r}: the key must be section.key, e.g. train.epochs")
+    path = tuple(dotted.strip().split("."))
+    if len(path) < 2 or not all(path):
+        raise ConfigError(f"bad --set {text!r}: the key must be section.key, e.g. train.policy.epochs")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    section, key = parts
-    return section, key, _coerce(section, key, value)
+    if path in _OLD_KEYS:
+        targets = _OLD_KEYS[path]
+        _deprecated(".".join(path), targets, True)
+        return [(t, _coerce(t, value)) for t in targets]
+    return [(path, _coerce(path, value))]
+
+
+def override_keys(overrides: list[str]) -> set[str]:
+    """The dotted keys a list of ``--set`` texts changes (deprecated keys as their new ones)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigDeprecation)
+        return {".".join(path) for text in overrides for path, _ in parse_override(text)}
+
+
+def _set(obj: Any, path: tuple[str, ...], value: Any, where: tuple[str, ...] = ()) -> Any:
+    if len(path) == 1:
+        return _replace(obj, where, {path[0]: value})
+    inner = _set(getattr(obj, path[0]), path[1:], value, (*where, path[0]))
+    return _replace(obj, where, {path[0]: inner})
 
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     for text in overrides:
-        section, key, value = parse_override(text)
-        try:
-            new_section = replace(getattr(config, section), **{key: value})
-        except ConfigError as err:
-            raise ConfigError(f"--set {text}: {err}") from None
-        config = replace(config, **{section: new_section})
+        for path, value in parse_override(text):
+            try:
+                config = _set(config, path, value)
+            except ConfigError as err:
+                raise ConfigError(f"--set {text}: {err}") from None
     return config
 
 
-def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+def load(path: str | Path | None = None, overrides: list[str] | None = None, *, warn: bool = True) -> Config:
+    """Read a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+    ``warn=False`` loads a run's saved config without deprecation warnings (it is the run's
+    record; the user did not just write it)."""
     config = Config()
     if path is not None:
         path = Path(path)
@@ -270,11 +405,11 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: invalid TOML: {err}") from None
-        config = from_mapping(data, source=str(path))
+        config = from_mapping(data, source=str(path), warn=warn)
     return apply_overrides(config, overrides or [])
 
 
-def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
+def to_mapping(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
@@ -292,20 +427,39 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_table(obj: Any, path: tuple[str, ...], out: list[str]) -> None:
+    out.append(f"[{'.'.join(path)}]")
+    tables = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+            continue
+        out.append(f"# {f.metadata.get('help', '')}")
+        out.append(f"{f.name} = {_toml_value(value)}")
+    out.append("")
+    for name, value in tables:
+        _toml_table(value, (*path, name), out)
+
+
 def to_toml(config: Config) -> str:
     """The full resolved config as TOML, each key preceded by its help as a comment."""
-    out = []
+    out: list[str] = []
     for section in fields(config):
-        out.append(f"[{section.name}]")
-        obj = getattr(config, section.name)
-        for f in fields(obj):
-            out.append(f"# {f.metadata.get('help', '')}")
-            out.append(f"{f.name} = {_toml_value(getattr(obj, f.name))}")
-        out.append("")
+        _toml_table(getattr(config, section.name), (section.name,), out)
     return "\n".join(out)
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Every key of a config (or of one of its tables) as ``{"section[.table].key": value}``."""
+    flat: dict[str, Any] = {}
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        flat.update(flatten(value, key + ".") if dataclasses.is_dataclass(value) else {key: value})
+    return flat
 
 
 def diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ, as ``{"section.key": (old, new)}``."""
-    a, b = to_mapping(old), to_mapping(new)
-    return {f"{s}.{k}": (a[s][k], b[s][k]) for s in a for k in a[s] if a[s][k] != b[s][k]}
+    a, b = flatten(old), flatten(new)
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

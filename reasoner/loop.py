@@ -1,7 +1,7 @@
-"""One iteration is generate -> verify -> label -> train (policy) -> reward (implicit PRM) ->
-judge (stepwise judge) -> evaluate; `iterate` chains iterations.
+"""Runs a recipe (`reasoner.recipes`): its phases in order for every iteration; `iterate`
+chains iterations, `run_single` runs one phase for the phase commands.
 
-This is the only module that knows the order of phases. Each phase is skipped when the
+This is the only module that walks the order of phases. Each phase is skipped when the
 manifest marks it complete, so calling `iterate` on an existing run resumes at the first
 incomplete phase, and calling it on a finished run does nothing.
 """
@@ -9,51 +9,28 @@ incomplete phase, and calling it on a finished run does nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from reasoner import phases
 from reasoner.config import Config
 from reasoner.console import say
+from reasoner.recipes import Phase, get_phase, get_recipe
 from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
+from reasoner.session import Session
 
-
-@dataclass(frozen=True)
-class Phase:
-    """What the loop knows of a phase besides its function (``phases.PHASES[name]``): the
-    artefacts it writes under ``iter_k/`` (a redo replaces them) and its partial state, which a
-    redo removes so the phase starts over instead of resuming an older attempt."""
-
-    name: str
-    writes: tuple[str, ...]
-    scratch: tuple[str, ...] = ()
-    resumes_itself: bool = False  # training phases mark themselves running at their resume point
-
-
-PHASE_TABLE = (
-    Phase(
-        "generate",
-        ("problems.jsonl", "rollouts.jsonl", "trees.jsonl", "pairs.jsonl"),
-        ("rollouts.parts", "trees.parts", "pairs.parts"),
-    ),
-    Phase("verify", ("rollouts.jsonl",)),
-    Phase("label", ("labels.jsonl", "rollouts.jsonl")),
-    Phase("train", ("policy",), ("train_state",), resumes_itself=True),
-    Phase("reward", ("reward",), ("train_state_reward",), resumes_itself=True),
-    Phase("judge", ("judge",), ("train_state_judge",), resumes_itself=True),
-    Phase("evaluate", ("eval.json", "eval_samples.jsonl")),
-)
-ORDER = [p.name for p in PHASE_TABLE]
-WRITES = {p.name: p.writes for p in PHASE_TABLE}
-SCRATCH = {p.name: p.scratch for p in PHASE_TABLE}
-TRAINING = {p.name for p in PHASE_TABLE if p.resumes_itself}
 BASELINE = 0  # iteration number of the starting model's evaluation
 
 
 def plan(config: Config) -> list[tuple[int, str]]:
     """Every (iteration, phase) of the run, in the order they run."""
-    first = [(BASELINE, "evaluate")] if config.run.baseline_eval else []
-    return first + [(k, name) for k in range(1, config.run.iterations + 1) for name in ORDER]
+    recipe = [p.name for p in get_recipe(config.run.recipe)]
+    first = [(BASELINE, "evaluate")] if config.run.baseline_eval and "evaluate" in recipe else []
+    return first + [(k, name) for k in range(1, config.run.iterations + 1) for name in recipe]
+
+
+def _declared(config: Config) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    recipe = get_recipe(config.run.recipe)
+    return {p.name: p.writes for p in recipe}, {p.name: p.scratch for p in recipe}
 
 
 def one_line(err: BaseException) -> str:
@@ -61,15 +38,15 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_phase(session: phases.Session, iteration: int, name: str) -> dict:
-    run = session.run
+def run_phase(session: Session, iteration: int, phase: Phase) -> dict:
+    run, name = session.run, phase.name
     if run.is_complete(iteration, name):
         return run.phase(iteration, name).get("metrics", {})
-    if name not in TRAINING:  # training phases truncate metrics at their own resume point
+    if not phase.resumes_itself:  # training phases truncate metrics at their own resume point
         run.begin_phase(iteration, name)
     started = time.time()
     try:
-        artefacts, metrics = phases.PHASES[name](session, iteration)
+        artefacts, metrics = phase.run(session, iteration)
     except Exception as err:
         run.end_phase(iteration, name, FAILED, one_line(err))
         raise
@@ -90,14 +67,14 @@ def redo(run: RunDir, config: Config, iteration: int, name: str, reason: str) ->
     if (iteration, name) not in order:
         raise RunError(f"cannot redo {name} of iteration {iteration}: this run has no such phase")
     later = order[order.index((iteration, name)) :]
-    n = run.invalidate(later, reason, SCRATCH)
+    n = run.invalidate(later, reason, _declared(config)[1])
     say(f"iter {iteration} {name}: {reason}; it and {max(n - 1, 0)} started phases after it will run again")
 
 
 def repair(run: RunDir, config: Config) -> tuple[int, str] | None:
     """Check every complete phase's artefacts against the manifest's sizes and sha256; from the
     first phase with a missing or changed artefact on, mark the phases to be redone."""
-    bad = run.broken(plan(config), WRITES)
+    bad = run.broken(plan(config), _declared(config)[0])
     if bad is None:
         return None
     k, name, why = bad
@@ -111,14 +88,13 @@ def iterate(run: RunDir, config: Config, redo_phase: tuple[int, str] | None = No
     if redo_phase is not None:
         redo(run, config, *redo_phase, reason="redo asked with --redo")
     repair(run, config)
-    session = phases.Session(run, config)
+    session = Session(run, config)
     results: dict[int, dict] = {}
-    if config.run.baseline_eval:
-        results[BASELINE] = run_phase(session, BASELINE, "evaluate")
-    for k in range(1, config.run.iterations + 1):
-        for name in ORDER:
-            metrics = run_phase(session, k, name)
-        results[k] = metrics
+    metrics: dict = {}
+    for k, name in plan(config):
+        metrics = run_phase(session, k, get_phase(session.recipe, name))
+        if name == "evaluate":
+            results[k] = metrics
     return results
 
 
@@ -140,14 +116,13 @@ def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = Fals
 
 def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phase: bool = False) -> dict:
     """Run one phase on its own (the phase commands); refuses when its input is not ready."""
-    if name not in phases.PHASES:
-        raise RunError(f"unknown phase {name!r}; valid: {', '.join(ORDER)}")
+    phase = get_phase(get_recipe(config.run.recipe), name)
     if not 0 <= iteration <= config.run.iterations or (iteration == 0 and name != "evaluate"):
         raise RunError(f"iteration {iteration} is outside this run (1..{config.run.iterations})")
     order = plan(config)
     if redo_phase:
         redo(run, config, iteration, name, "redo asked with --redo")
-    bad = run.broken(order, WRITES)
+    bad = run.broken(order, _declared(config)[0])
     if bad is not None and order.index(bad[:2]) <= order.index((iteration, name)):
         redo(run, config, bad[0], bad[1], bad[2])
         if bad[:2] != (iteration, name):
@@ -157,8 +132,7 @@ def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phas
             )
     if run.is_complete(iteration, name):
         say(f"iter {iteration} {name} is already complete (its saved metrics follow); --redo runs it again")
-    session = phases.Session(run, config)
-    return run_phase(session, iteration, name)
+    return run_phase(Session(run, config), iteration, phase)
 
 
 def validate(config: Config) -> None:
@@ -176,9 +150,12 @@ def validate(config: Config) -> None:
     get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
     get_backend(config.generate.backend)
     get_searcher(config.generate.searcher)
-    get_engine(config.train.engine)
-    get_objective(config.train.objective)
-    get_extractor(config.verify.extractor)
+    for role in (config.train.policy, config.train.reward, config.train.judge):
+        get_engine(role.engine)
+        get_objective(role.objective)
+    if config.verify.extractor:
+        get_extractor(config.verify.extractor)
+    get_recipe(config.run.recipe)
     from reasoner.rewards import get_labeller
 
     for name in config.label.labellers:
@@ -196,7 +173,7 @@ def evaluate_steps(
     beside the run folder)."""
     if not config.label.labellers:
         raise RunError("no labellers to evaluate: set label.labellers, e.g. --set 'label.labellers=[\"mc\"]'")
-    session = phases.Session(run, config)
+    session = Session(run, config)
     result, details = phases.evaluate_steps(session, iteration, problems, samples)
     out = Path(out) if out is not None else run.path.with_name(run.path.name + ".steps") / f"iter_{iteration:04d}"
     atomic_write_json(out / "steps.json", result)

@@ -223,6 +223,17 @@ def load(spec: str, device: str = "cpu") -> LoadedModel:
     return LoadedModel(model=model, tokenizer=tokenizer)
 
 
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model spec alone (training builds its examples before its engine)."""
+    if _parse_tiny(spec) is not None:
+        tokenizer = tiny_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve(spec))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def save(loaded: LoadedModel, folder: Path) -> None:
     """Save model (safetensors) and tokenizer into ``folder`` (which the caller makes atomic)."""
     loaded.model.save_pretrained(folder, safe_serialization=True)

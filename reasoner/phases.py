@@ -1,142 +1,28 @@
-"""The phases of one iteration. Each reads the previous phase's files from the run directory
-and writes its own; each returns ``(artefacts, metrics)`` for the manifest. The order lives in
-`reasoner.loop`, the files in `reasoner.run`."""
+"""The phases of one iteration that do not train: generate, verify, label, evaluate. Each reads
+the previous phase's files from the run directory and writes its own; each returns
+``(artefacts, metrics)`` for the manifest. Recipes (`reasoner.recipes`) declare them and their
+order, `reasoner.loop` runs them, `reasoner.run` owns the files."""
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from reasoner import evaluate as scores
-from reasoner import models, seeding, threads
-from reasoner.config import Config
+from reasoner import seeding
 from reasoner.console import progress
-from reasoner.generation import Sampling, get_backend
+from reasoner.generation import Sampling
 from reasoner.records import Pair, Problem, StepLabels, Trajectory, Tree
-from reasoner.rewards import LabelContext, get_labeller
-from reasoner.rewards.implicit import score_steps
-from reasoner.rewards.judge import judge_steps
+from reasoner.rewards import get_labeller
 from reasoner.rewards.shaping import SHAPERS
-from reasoner.run import RunDir
 from reasoner.search import SearchSettings, get_searcher
-from reasoner.tasks import PackError, get_pack, render
+from reasoner.session import Session
+from reasoner.tasks import PackError, render
 from reasoner.verifiers import get_extractor, get_verifier
-
-
-@dataclass
-class Session:
-    """What the phases of one run share: config, run folder, pack and the loaded models."""
-
-    run: RunDir
-    config: Config
-    _models: dict[str, models.LoadedModel] = field(default_factory=dict)
-    _backends: dict[str, object] = field(default_factory=dict)
-    _problem_index: dict[str, Problem] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        t = self.config.task
-        self.pack = get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
-        threads.configure(self.config.run.threads)
-
-    def policy_spec(self, iteration: int) -> str:
-        """The policy that iteration ``iteration`` starts from (iteration 0: the configured one)."""
-        if iteration <= 1:
-            return self.config.model.policy if iteration == 1 else self.policy_after(0)
-        return str(self.run.artefact(iteration - 1, "policy"))
-
-    def policy_after(self, iteration: int) -> str:
-        return self.config.model.policy if iteration == 0 else str(self.run.artefact(iteration, "policy"))
-
-    def model(self, spec: str) -> models.LoadedModel:
-        if spec not in self._models:
-            if len(self._models) >= 3:  # policy, reward model and reference at most
-                self._models.pop(next(iter(self._models)))
-                self._backends.clear()
-            self._models[spec] = models.load(spec, self.config.run.device)
-        return self._models[spec]
-
-    def backend(self, spec: str):
-        """One backend per loaded model, kept so its prefix store serves later calls."""
-        if spec not in self._backends or spec not in self._models:
-            loaded = self.model(spec)
-            factory = get_backend(self.config.generate.backend)
-            self._backends[spec] = factory(loaded.model, loaded.tokenizer, self.config.run.device)
-        return self._backends[spec]
-
-    def reward_spec(self, iteration: int) -> str:
-        """Implicit PRM phi used in iteration ``iteration``: the last trained reward/ folder,
-        else ``label.reward_model``, else the starting policy."""
-        for k in range(iteration - 1, 0, -1):
-            folder = self.run.artefact(k, "reward")
-            if folder.exists():
-                return str(folder)
-        return self.config.label.reward_model or self.config.model.policy
-
-    def judge_spec(self, iteration: int) -> str:
-        for k in range(iteration - 1, 0, -1):
-            folder = self.run.artefact(k, "judge")
-            if folder.exists():
-                return str(folder)
-        return self.config.label.judge_model or self.policy_spec(iteration)
-
-    def is_correct(self, problem: Problem, text: str) -> bool:
-        extract = get_extractor(self.config.verify.extractor)
-        return get_verifier(self.pack.verifier)(problem.answer, extract(text)).correct
-
-    def search_settings(self, iteration: int, seed: int, training: bool) -> SearchSettings:
-        """Sampling settings plus the tree search's scorer, verifier and step judge."""
-        cfg = self.config
-        g = cfg.generate
-        scorer = judge_fn = None
-        if g.searcher != "best_of_n":
-            problems: dict[str, Problem] = {}
-            ctx = self.label_context(iteration, problems)
-            if cfg.search.beam_scorer == "implicit":
-                scorer = lambda trajs: [sum(r) for r in score_steps(trajs, ctx)]  # noqa: E731
-            elif cfg.search.beam_scorer == "judge":
-
-                def scorer(trajs):
-                    asks = [(self._problem(t.problem_id), t.steps[:-1], t.steps[-1]) for t in trajs]
-                    return judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]
-
-            if cfg.search.judge_resets:
-                judge_fn = lambda asks: judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]  # noqa: E731
-        return SearchSettings(
-            samples=g.samples,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            max_new_tokens=g.max_new_tokens,
-            batch_size=g.batch_size,
-            seed=seed,
-            tree=cfg.search,
-            scorer=scorer,
-            is_correct=self.is_correct if training else None,
-            step_judge=judge_fn,
-        )
-
-    def _problem(self, pid: str) -> Problem:
-        return self._problem_index[pid]
-
-    def label_context(self, iteration: int, problems: dict[str, Problem]) -> LabelContext:
-        cfg = self.config
-        settings = replace(cfg.label, judge_model=self.judge_spec(iteration))
-        return LabelContext(
-            problems=problems,
-            pack=self.pack,
-            settings=settings,
-            seed=seeding.derive(cfg.run.seed, "label", iteration),
-            batch_size=cfg.generate.batch_size,
-            policy=self.policy_spec(iteration),
-            backend_for=self.backend,
-            is_correct=self.is_correct,
-            reward_spec=self.reward_spec(iteration),
-            reference_spec=cfg.model.policy,
-        )
 
 
 # ------------------------------------------------------------------------------- generate
@@ -144,10 +30,8 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     cfg = s.config
     problems = s.pack.problems("train", cfg.task.train_size, seeding.derive(cfg.run.seed, "train", k))
     problems_rel = s.run.write_records(k, "problems.jsonl", problems)
-    s._problem_index.update({p.id: p for p in problems})
-    spec = s.policy_spec(k)
-    loaded = s.model(spec)
-    backend = s.backend(spec)
+    by_id = {p.id: p for p in problems}
+    backend = s.backend(s.policy_spec(k))
     searcher = get_searcher(cfg.generate.searcher)
     chunks = {name: s.run.chunks(k, name) for name in ("rollouts", "trees", "pairs")}
     size = cfg.generate.chunk_size
@@ -157,8 +41,9 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     with progress(f"iter {k} generate", n_chunks) as update:
         for c in range(n_chunks):
             if not chunks["rollouts"].has(c):
-                settings = s.search_settings(k, seeding.derive(cfg.run.seed, "generate", k, c), training=True)
-                result = searcher(problems[c * size : (c + 1) * size], backend, s.pack, loaded.tokenizer, settings)
+                seed = seeding.derive(cfg.run.seed, "generate", k, c)
+                settings = s.search_settings(k, seed, training=True, problems=by_id)
+                result = searcher(problems[c * size : (c + 1) * size], backend, s.pack, backend.tokenizer, settings)
                 chunks["trees"].write(c, result.trees)
                 chunks["pairs"].write(c, result.pairs)
                 chunks["rollouts"].write(c, result.trajectories)  # written last: marks the chunk done
@@ -180,7 +65,7 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
 # --------------------------------------------------------------------------------- verify
 def judge(s: Session, problems: dict[str, Problem], trajectories: list[Trajectory]) -> None:
     """Fill answer, correct, outcome_reward and the pack's gold step labels in place."""
-    extract = get_extractor(s.config.verify.extractor)
+    extract = get_extractor(s.config.verify.extractor or s.pack.extractor)
     verify = get_verifier(s.pack.verifier)
     for t in trajectories:
         problem = problems[t.problem_id]
@@ -251,9 +136,8 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     cfg, ec = s.config, s.config.evaluate
     problems = s.pack.problems("test", cfg.task.test_size, 0)
     spec = s.policy_after(k)
-    loaded = s.model(spec)
     backend = s.backend(spec)
-    prompts = [render(s.pack.messages(p), loaded.tokenizer) for p in problems]
+    prompts = [render(s.pack.messages(p), backend.tokenizer) for p in problems]
     greedy = Sampling(temperature=0.0, max_new_tokens=ec.max_new_tokens, batch_size=cfg.generate.batch_size)
     with progress(f"iter {k} evaluate", len(problems) * (1 + ec.k)) as update:
         outs = backend.generate(prompts, greedy, progress=update)
@@ -382,20 +266,3 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
                 **stepeval.first_error_f1(gold_first, pred),
             }
     return result, details
-
-
-def _phases() -> dict:
-    from reasoner import trainphases
-
-    return {
-        "generate": generate,
-        "verify": verify,
-        "label": label,
-        "train": trainphases.train,
-        "reward": trainphases.reward,
-        "judge": trainphases.judge,
-        "evaluate": evaluate,
-    }
-
-
-PHASES = _phases()

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from reasoner.loop import ORDER as PHASE_ORDER
+from reasoner.recipes import ALL_PHASES as PHASE_ORDER
 from reasoner.run import RunDir, atomic_write_text
 
 # narrow enough for 80 columns

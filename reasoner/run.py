@@ -148,7 +148,7 @@ class RunDir:
         self.remove_stale_temporaries()
         saved = self.saved_config()
         changes = cfg.diff(saved, config)
-        named = {".".join(cfg.parse_override(o)[:2]) for o in overrides or []}
+        named = cfg.override_keys(overrides or [])
         refused = sorted(set(changes) - named)
         if refused:
             lines = ", ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused)
@@ -195,7 +195,7 @@ class RunDir:
     def saved_config(self) -> cfg.Config:
         if not self.exists():
             raise RunError(f"{self.path} is not a run (no config.toml); start one with `reasoner iterate`")
-        return cfg.load(self.config_path)
+        return cfg.load(self.config_path, warn=False)
 
     # ---------------------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:

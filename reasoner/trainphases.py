@@ -6,62 +6,59 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 from typing import Any
 
 import torch
 
 from reasoner import models, seeding
-from reasoner.config import ConfigError
+from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.console import progress, say
-from reasoner.phases import Session
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
 from reasoner.run import RunError
+from reasoner.session import Session
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.implicit_prm import PRMExample
 from reasoner.training.objectives.judge_rl import JudgeExample, leave_one_out
-from reasoner.training.objectives.rft import select
+from reasoner.training.trainer import Trainer
 
 
-def _fit(s: Session, k: int, phase: str, start: str, tc, objective, make_examples, out: str) -> dict[str, Any]:
-    """Fine-tune model ``start`` on ``make_examples(tokenizer)`` and export it to iter_k/``out``."""
+def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) -> dict[str, Any]:
+    """Train ``role`` from ``role@k-1`` on ``make_examples(tokenizer)`` with ``objective``, saving
+    `train_state` every few steps (and resuming from it), and export it to ``iter_k/ROLE``."""
     cfg = s.config
-    loaded = models.load(start, cfg.run.device)  # a fresh copy: the engine changes weights in place
-    examples = make_examples(loaded.tokenizer)
+    tc: RoleTrainConfig = getattr(cfg.train, role)
+    start = s.roles.spec(role, k - 1)
+    examples = make_examples(models.load_tokenizer(start))
     order = _epoch_order(len(examples), tc.epochs, _seed(cfg.run.seed, "order", phase, k))
     total = math.ceil(len(order) / tc.batch_size)
     if tc.max_steps:
         total = min(total, tc.max_steps)
-    engine = get_engine(tc.engine)(
-        loaded.model,
-        tc,
-        max(total, 1),
-        cfg.run.device,
-        loaded.tokenizer.pad_token_id or 0,
-        seed=_seed(cfg.run.seed, "init", phase, k),
-    )
+    # a fresh copy of the weights: the engine changes them in place
+    engine = get_engine(tc.engine)(start, tc, max(total, 1), cfg.run.device, seed=_seed(cfg.run.seed, "init", phase, k))
+    trainer = Trainer({role: engine}, objective)
     store = s.run.state_dir(k, phase)
     latest = store.latest()
     if latest is not None:
-        engine.load_state(latest)
-        say(f"iter {k} {phase}: resuming from step {engine.step} ({latest.name})")
-    s.run.begin_phase(k, phase, keep_steps_upto=engine.step)
+        trainer.load_state(latest)
+        say(f"iter {k} {phase}: resuming from step {trainer.step} ({latest.name})")
+    s.run.begin_phase(k, phase, keep_steps_upto=trainer.step)
     last: dict[str, float] = {}
     with progress(f"iter {k} {phase}", total) as update:
-        update(engine.step)
-        while engine.step < total:
-            batch = [examples[i] for i in order[engine.step * tc.batch_size : (engine.step + 1) * tc.batch_size]]
-            last = engine.train_step(batch, objective)
-            s.run.log({"iteration": k, "phase": phase, "step": engine.step, **last})
-            if engine.step % tc.save_every == 0 and engine.step < total:
-                with store.save(engine.step) as folder:
-                    engine.save_state(folder)
-            update(engine.step)
-    with s.run.checkpoint_dir(k, out) as folder:
-        engine.export(folder, loaded.tokenizer)
+        update(trainer.step)
+        while trainer.step < total:
+            step = trainer.step
+            batch = [examples[i] for i in order[step * tc.batch_size : (step + 1) * tc.batch_size]]
+            last = trainer.train_step(batch)
+            s.run.log({"iteration": k, "phase": phase, "step": trainer.step, **last})
+            if trainer.step % tc.save_every == 0 and trainer.step < total:
+                with store.save(trainer.step) as folder:
+                    trainer.save_state(folder)
+            update(trainer.step)
+    with s.run.checkpoint_dir(k, role) as folder:
+        engine.export(folder, engine.tokenizer)
     store.clear()
     return {"examples": len(examples), "steps": total, "final_loss": last.get("loss")}
 
@@ -84,28 +81,27 @@ def _epoch_order(n: int, epochs: int, seed: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------- policy
 def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
-    """Fine-tune the policy on its verified samples (objective `train.objective`)."""
-    cfg, tc = s.config, s.config.train
+    """Fine-tune the policy on its verified samples with `train.policy.objective`, after dropping
+    those `train.filter_labeller` scores below its threshold."""
+    cfg = s.config
     trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
     if any(t.correct is None for t in trajectories):
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
-    kept = select(
-        trajectories,
-        require_steps=cfg.verify.require_steps,
-        max_per_problem=tc.max_per_problem,
-        seed=seeding.derive(cfg.run.seed, "select", k),
-    )
-    objective = get_objective(tc.objective)
-    metrics = _fit(
-        s,
-        k,
-        "train",
-        s.policy_spec(k),
-        tc,
-        objective,
-        lambda tok: objective.examples(kept, tok, tok.eos_token or ""),
-        "policy",
-    )
+    filtered = _filter(s, k, trajectories, cfg.train.filter_labeller) if cfg.train.filter_labeller else trajectories
+    objective = get_objective(cfg.train.policy.objective)
+
+    def make(tok):
+        return objective.from_rollouts(
+            filtered,
+            tok,
+            max_per_problem=cfg.train.max_per_problem,
+            require_steps=cfg.verify.require_steps,
+            seed=seeding.derive(cfg.run.seed, "select", k),
+        )
+
+    metrics = _fit(s, k, "train", "policy", make, objective)
+    if cfg.train.filter_labeller:
+        metrics["filtered_out"] = len(trajectories) - len(filtered)
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
 
 
@@ -140,7 +136,7 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         return [], {"skipped": True}
     trajectories, labels = _labelled(s, k)
     chosen = [t for t in trajectories if "implicit" in labels.get(t.id, {})]
-    ref = s.backend(cfg.model.policy)
+    ref = s.backend(s.roles.spec("reference", k))
 
     def make(tok):
         pairs = [
@@ -154,9 +150,8 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             if c
         ]
 
-    tc = replace(cfg.train, lora_rank=cfg.label.reward_lora_rank, learning_rate=cfg.label.reward_learning_rate)
-    objective = get_objective("implicit_prm", beta=cfg.label.implicit_beta)
-    metrics = _fit(s, k, "reward", s.reward_spec(k), tc, objective, make, "reward")
+    objective = get_objective(cfg.train.reward.objective, beta=cfg.label.implicit_beta)
+    metrics = _fit(s, k, "reward", "reward", make, objective)
     return [s.run.rel(s.run.artefact(k, "reward"))], metrics
 
 
@@ -197,5 +192,5 @@ def judge(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
                     out.append(JudgeExample(p_ids, j_ids, a))
         return out
 
-    metrics = _fit(s, k, "judge", s.judge_spec(k), cfg.train, get_objective("judge_rl"), make, "judge")
+    metrics = _fit(s, k, "judge", "judge", make, get_objective(cfg.train.judge.objective))
     return [s.run.rel(s.run.artefact(k, "judge"))], metrics

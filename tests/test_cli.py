@@ -76,7 +76,7 @@ def test_resuming_with_a_changed_config_is_refused(tmp_path):
     cfg = tmp_path / "other.toml"
     cfg.write_text("[train]\nepochs = 9\n")
     result = runner.invoke(app, ["iterate", "--run", run, "--config", str(cfg), *TINY])
-    assert result.exit_code == 2 and "train.epochs" in result.output
+    assert result.exit_code == 2 and "train.policy.epochs: 1 -> 9" in " ".join(result.output.split())
 
 
 def test_report_writes_a_plot(tmp_path):

@@ -5,15 +5,27 @@ import pytest
 from reasoner import config as cfg
 
 
+def _tables(obj, prefix=""):
+    yield prefix, obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _tables(value, f"{prefix}{f.name}.")
+
+
 def test_every_field_has_a_default_and_help():
-    for section in dataclasses.fields(cfg.Config):
-        for f in dataclasses.fields(getattr(cfg.Config(), section.name)):
-            assert f.metadata.get("help", "").strip(), f"{section.name}.{f.name} has no help"
+    for prefix, table in _tables(cfg.Config()):
+        if not prefix:
+            continue
+        for f in dataclasses.fields(table):
+            assert f.metadata.get("help", "").strip(), f"{prefix}{f.name} has no help"
             assert f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def test_toml_round_trip(tmp_path):
-    c = cfg.apply_overrides(cfg.Config(), ["train.learning_rate=1e-3", 'task.difficulty={steps = 3, ops = "+-*"}'])
+    c = cfg.apply_overrides(
+        cfg.Config(), ["train.reward.learning_rate=1e-3", 'task.difficulty={steps = 3, ops = "+-*"}']
+    )
     path = tmp_path / "c.toml"
     path.write_text(cfg.to_toml(c))
     assert cfg.load(path) == c
@@ -22,8 +34,8 @@ def test_toml_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("override", "section", "key", "value"),
     [
-        ("train.epochs=3", "train", "epochs", 3),
-        ("train.learning_rate=1", "train", "learning_rate", 1.0),
+        ("train.policy.epochs=3", "train.policy", "epochs", 3),
+        ("train.judge.learning_rate=1", "train.judge", "learning_rate", 1.0),
         ("model.policy=tiny:3", "model", "policy", "tiny:3"),
         ('model.policy="a b"', "model", "policy", "a b"),
         ("verify.require_steps=false", "verify", "require_steps", False),
@@ -31,19 +43,24 @@ def test_toml_round_trip(tmp_path):
 )
 def test_overrides_are_typed(override, section, key, value):
     c = cfg.apply_overrides(cfg.Config(), [override])
-    got = getattr(getattr(c, section), key)
+    table = c
+    for name in section.split("."):
+        table = getattr(table, name)
+    got = getattr(table, key)
     assert got == value and type(got) is type(value)
 
 
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ("train.epochs", "expected section.key=value"),
+        ("train.policy.epochs", "expected section.key=value"),
         ("epochs=3", "section.key"),
         ("trian.epochs=3", "unknown config section"),
-        ("train.epoch=3", "unknown key train.epoch"),
-        ("train.epochs=three", "must be int"),
-        ("train.batch_size=6", "multiple of train.micro_batch_size"),
+        ("train.policy.epoch=3", "unknown key train.policy.epoch"),
+        ("train.critic.epochs=3", "unknown key train.critic"),
+        ("train.policy=3", "train.policy is a table"),
+        ("train.policy.epochs=three", "must be int"),
+        ("train.policy.batch_size=6", "train.policy.batch_size must be a multiple of micro_batch_size"),
         ("generate.top_p=0", "top_p"),
     ],
 )
@@ -73,5 +90,28 @@ def test_shipped_configs_load():
 
 def test_diff_lists_changed_keys():
     a = cfg.Config()
-    b = cfg.apply_overrides(a, ["train.epochs=5"])
-    assert cfg.diff(a, b) == {"train.epochs": (1, 5)}
+    b = cfg.apply_overrides(a, ["train.reward.epochs=5"])
+    assert cfg.diff(a, b) == {"train.reward.epochs": (1, 5)}
+
+
+def test_yesterdays_keys_load_with_a_warning_naming_the_new_ones(tmp_path):
+    old = tmp_path / "old.toml"
+    old.write_text(
+        "[train]\nlora_rank = 8\nepochs = 2\nobjective = \"rft\"\n"
+        '[label]\nlabellers = ["mc", "implicit"]\nreward_lora_rank = 0\nreward_learning_rate = 0.001\n'
+    )
+    with pytest.warns(cfg.ConfigDeprecation) as caught:
+        c = cfg.load(old)
+    said = " ".join(str(w.message) for w in caught)
+    assert "train.lora_rank is deprecated; it now sets train.policy.lora_rank and train.judge.lora_rank;" in said
+    assert "label.reward_lora_rank is deprecated; it now sets train.reward.lora_rank" in said
+    assert 'set run.recipe = "prm"' in said
+    t = c.train
+    # the policy and the judge shared [train]; the PRM took it with label.reward_* on top
+    assert (t.policy.lora_rank, t.judge.lora_rank, t.reward.lora_rank) == (8, 8, 0)
+    assert (t.policy.epochs, t.reward.epochs, t.judge.epochs) == (2, 2, 2)
+    assert (t.policy.learning_rate, t.judge.learning_rate, t.reward.learning_rate) == (2e-4, 2e-4, 1e-3)
+    assert (t.reward.objective, t.judge.objective, c.run.recipe) == ("implicit_prm", "judge_rl", "prm")
+    with pytest.warns(cfg.ConfigDeprecation, match="train.epochs is deprecated"):
+        assert cfg.apply_overrides(cfg.Config(), ["train.epochs=3"]).train.reward.epochs == 3
+    assert cfg.override_keys(["train.lora_rank=4"]) == {"train.policy.lora_rank", "train.judge.lora_rank"}

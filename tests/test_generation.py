@@ -1,7 +1,7 @@
 import torch
 
-from reasoner.generation import Sampling, get_backend
-from reasoner.generation.hf import _common_prefix, _sample
+from reasoner.generation import Sampling
+from reasoner.generation.hf import HFBackend, _common_prefix, _sample
 
 PREFIX = "You are a careful solver. Answer briefly and end with the answer. "
 
@@ -17,7 +17,7 @@ def _reference_greedy(tiny, prompt, n):
 
 
 def test_greedy_matches_model_generate_with_refill_and_shared_prefix(tiny):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     prompts = _prompts()
     # batch 3 < 7 prompts: rows are refilled; the prompts share a 67-character prefix.
     outs = backend.generate(prompts, Sampling(temperature=0, max_new_tokens=12, batch_size=3))
@@ -27,7 +27,7 @@ def test_greedy_matches_model_generate_with_refill_and_shared_prefix(tiny):
 
 
 def test_logprobs_equal_score(tiny):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     prompts = _prompts(4)
     outs = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=10, seed=3, batch_size=2))
     scored = backend.score_ids(
@@ -41,7 +41,7 @@ def test_logprobs_equal_score(tiny):
 
 
 def test_samples_depend_on_seed_not_on_batching(tiny):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     prompts = _prompts(6)
     a = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=16, seed=5, batch_size=6))
     b = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=16, seed=5, batch_size=2))
@@ -51,7 +51,7 @@ def test_samples_depend_on_seed_not_on_batching(tiny):
 
 
 def test_stop_strings_end_rows_early(tiny):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     outs = backend.generate(
         _prompts(8), Sampling(temperature=1.0, max_new_tokens=400, stop=("e",), seed=1, batch_size=4)
     )
@@ -63,7 +63,7 @@ def test_stop_strings_end_rows_early(tiny):
 
 
 def test_eos_finishes_a_row_and_is_not_returned(tiny, monkeypatch):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     forward, calls = tiny.model.forward, []
 
     def eos_on_third_step(*args, **kwargs):  # <eos> (id 1) wins from the third forward on
@@ -96,7 +96,7 @@ def test_inverse_cdf_sampling_by_hand():
 
 
 def test_repeated_prompts_are_prefilled_once_with_the_same_results(tiny, monkeypatch):
-    backend = get_backend("hf")(tiny.model, tiny.tokenizer)
+    backend = HFBackend(tiny.model, tiny.tokenizer)
     prompts = [p for p in _prompts(3) for _ in range(4)]  # 4 samples of each of 3 problems
     sampling = Sampling(temperature=1.0, max_new_tokens=8, seed=2, batch_size=1)
     one_by_one = backend.generate(prompts, sampling)
@@ -118,14 +118,14 @@ def test_kept_prefixes_are_reused_exactly(tiny):
     tok = tiny.tokenizer
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in _prompts(3)]
     greedy = Sampling(temperature=0, max_new_tokens=6, batch_size=4, keep_kv=True)
-    backend = get_backend("hf")(tiny.model, tok)
+    backend = HFBackend(tiny.model, tok)
     first = backend.generate_ids(prompts, greedy)
     children = [p + c.token_ids for p, c in zip(prompts, first, strict=True)]
     before = dict(backend.stats)
     again = backend.generate_ids(children, greedy)
     # Each child needs only the last token of its parent's step: 3 rows x 1 token.
     assert backend.stats["prefill_tokens"] - before["prefill_tokens"] == 3
-    fresh = get_backend("hf")(tiny.model, tok).generate_ids(children, Sampling(temperature=0, max_new_tokens=6))
+    fresh = HFBackend(tiny.model, tok).generate_ids(children, Sampling(temperature=0, max_new_tokens=6))
     assert [c.token_ids for c in again] == [c.token_ids for c in fresh]
     for child, out in zip(children, again, strict=True):
         ref = tiny.model.generate(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reasoner import models
-from reasoner.config import LabelConfig, TrainConfig
+from reasoner.config import LabelConfig, RoleTrainConfig
 from reasoner.generation import Completion
 from reasoner.records import Problem, Trajectory
 from reasoner.rewards import LabelContext, get_labeller
@@ -85,12 +85,12 @@ def test_gold_labeller_uses_the_pack():
 
 
 def test_implicit_labeller_is_zero_until_phi_moves_and_matches_hand_sums(tiny):
-    from reasoner.generation import get_backend
+    from reasoner.generation.hf import HFBackend
 
     phi = models.load("tiny:1")
     backends = {
-        "ref": get_backend("hf")(tiny.model, tiny.tokenizer),
-        "phi": get_backend("hf")(phi.model, phi.tokenizer),
+        "ref": HFBackend(tiny.model, tiny.tokenizer),
+        "phi": HFBackend(phi.model, phi.tokenizer),
     }
     t = Trajectory("x", "p", "Q: 1+1?\n", ["ab", "cd"], "ab\ncd")
     ctx = _ctx(implicit_beta=0.5)
@@ -121,7 +121,7 @@ def test_leave_one_out_by_hand():
 
 @pytest.mark.parametrize("name", ["implicit_prm", "judge_rl"])
 def test_reward_objectives_train(name):
-    engine = TorchEngine(models.tiny_model(0), TrainConfig(lora_rank=0, batch_size=2, micro_batch_size=2), 3)
+    engine = TorchEngine(models.tiny_model(0), RoleTrainConfig(lora_rank=0, batch_size=2, micro_batch_size=2), 3)
     if name == "implicit_prm":
         batch = [PRMExample([5, 6, 7], [8, 9], [-4.0, -4.0], 1.0), PRMExample([5, 6], [10], [-4.0], 0.0)]
         objective = get_objective(name, beta=0.5)

@@ -8,24 +8,24 @@ from reasoner.run import COMPLETE, RunDir, RunError
 
 def test_new_run_saves_the_resolved_config(tmp_path):
     rd = RunDir(tmp_path / "r")
-    c = cfg.apply_overrides(cfg.Config(), ["train.epochs=4"])
+    c = cfg.apply_overrides(cfg.Config(), ["train.policy.epochs=4"])
     rd.open(c)
     assert rd.saved_config() == c
-    assert "# Passes over the kept samples." in rd.config_path.read_text()
+    assert "# Passes over the training examples." in rd.config_path.read_text()
 
 
 def test_changed_config_is_refused_unless_named(tmp_path):
     rd = RunDir(tmp_path / "r")
     rd.open(cfg.Config())
-    changed = cfg.apply_overrides(cfg.Config(), ["train.epochs=4", "generate.samples=2"])
+    changed = cfg.apply_overrides(cfg.Config(), ["train.policy.epochs=4", "generate.samples=2"])
     with pytest.raises(RunError, match="generate.samples") as err:
-        rd.open(changed, ["train.epochs=4"])
-    assert "train.epochs" not in str(err.value)
+        rd.open(changed, ["train.policy.epochs=4"])
+    assert "train.policy.epochs" not in str(err.value)
     assert rd.saved_config() == cfg.Config()  # nothing changed on refusal
-    rd.open(changed, ["train.epochs=4", "generate.samples=2"])
+    rd.open(changed, ["train.policy.epochs=4", "generate.samples=2"])
     assert rd.saved_config() == changed
     (entry,) = rd.manifest()["config_changes"]
-    assert entry["changes"] == {"train.epochs": [1, 4], "generate.samples": [8, 2]}
+    assert entry["changes"] == {"train.policy.epochs": [1, 4], "generate.samples": [8, 2]}
 
 
 def test_phase_status_and_artefact_check(tmp_path):

@@ -1,7 +1,7 @@
 """Tree search on tiny models: tree shapes, backups, budgets, pairs and prefix reuse."""
 
 from reasoner.config import SearchConfig
-from reasoner.generation import get_backend
+from reasoner.generation.hf import HFBackend
 from reasoner.records import Problem
 from reasoner.search import SearchSettings, get_searcher
 from reasoner.search.tree import SearchTree
@@ -10,7 +10,7 @@ from reasoner.tasks import get_pack
 
 def _setup(tiny):
     pack = get_pack("arith", prompt="zeroshot")
-    return pack, pack.problems("test", 3, 0), get_backend("hf")(tiny.model, tiny.tokenizer)
+    return pack, pack.problems("test", 3, 0), HFBackend(tiny.model, tiny.tokenizer)
 
 
 def test_backup_by_hand():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reasoner import models
-from reasoner.config import TrainConfig
+from reasoner.config import RoleTrainConfig
 from reasoner.records import Trajectory
 from reasoner.training.engine import TorchEngine, lr_lambda
 from reasoner.training.objectives import get_objective
@@ -25,7 +25,7 @@ def _examples(n=8, seed=0):
 
 
 def _engine(lora: int, total: int = 6, seed: int = 0):
-    cfg = TrainConfig(lora_rank=lora, batch_size=4, micro_batch_size=2, learning_rate=1e-2, warmup_steps=1)
+    cfg = RoleTrainConfig(lora_rank=lora, batch_size=4, micro_batch_size=2, learning_rate=1e-2, warmup_steps=1)
     return TorchEngine(models.tiny_model(seed), cfg, total_steps=total)
 
 
@@ -65,8 +65,8 @@ def test_n_steps_equal_k_steps_resume_and_the_rest(tmp_path, lora):
 
 def test_accumulation_equals_one_big_batch():
     data, objective = _examples(4), get_objective("rft")
-    a = TorchEngine(models.tiny_model(0), TrainConfig(lora_rank=0, batch_size=4, micro_batch_size=4), 3)
-    b = TorchEngine(models.tiny_model(0), TrainConfig(lora_rank=0, batch_size=4, micro_batch_size=1), 3)
+    a = TorchEngine(models.tiny_model(0), RoleTrainConfig(lora_rank=0, batch_size=4, micro_batch_size=4), 3)
+    b = TorchEngine(models.tiny_model(0), RoleTrainConfig(lora_rank=0, batch_size=4, micro_batch_size=1), 3)
     la, lb = a.train_step(data, objective)["loss"], b.train_step(data, objective)["loss"]
     assert la == pytest.approx(lb, rel=1e-5)
     for name, p in a.params.items():

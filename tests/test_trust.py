@@ -107,12 +107,14 @@ def test_lock_is_reentrant_in_one_process_and_released(tmp_path):
 
 # -------------------------------------------------------------------------- honest status
 def test_a_phase_that_raises_is_failed_with_its_reason_and_keeps_its_traceback(tmp_path, monkeypatch):
-    from reasoner import phases
+    import dataclasses
+
+    from reasoner import recipes
 
     def broken(session, k):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setitem(phases.PHASES, "verify", broken)
+    monkeypatch.setitem(recipes.PHASES, "verify", dataclasses.replace(recipes.PHASES["verify"], run=broken))
     run = tmp_path / "r"
     assert runner.invoke(app, ["generate", "--run", str(run), *SETS]).exit_code == 0
     result = runner.invoke(app, ["verify", "--run", str(run)])

@@ -39,6 +39,11 @@ class Completion:
 
 
 class Backend(Protocol):
+    """Built by its registered factory from ``(spec, device)``: a model spec, not a loaded module,
+    so each backend loads weights its own way. ``tokenizer`` encodes prompts for search."""
+
+    tokenizer: object
+
     def generate(self, prompts: list[str], sampling: Sampling, progress=None) -> list[Completion]:
         """One completion per prompt, in order. ``progress(n_done)`` is called as rows finish."""
 

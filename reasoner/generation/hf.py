@@ -21,9 +21,9 @@ from transformers import DynamicCache
 
 from reasoner import threads
 from reasoner.generation import Completion, Sampling, register
+from reasoner.logprobs import sequence_logprobs
 
 
-@register("hf")
 class HFBackend:
     def __init__(
         self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 4 << 30
@@ -37,6 +37,14 @@ class HFBackend:
         self.min_shared_prefix = 16
         self.store = PrefixStore(max_bytes=prefix_store_bytes)
         self.stats = {"prefill_tokens": 0, "decode_tokens": 0}
+
+    @classmethod
+    def from_spec(cls, spec: str, device: str = "cpu") -> HFBackend:
+        """The backend for model spec ``spec`` (see `reasoner.models`), weights loaded by transformers."""
+        from reasoner import models
+
+        loaded = models.load(spec, device)
+        return cls(loaded.model, loaded.tokenizer, device)
 
     # ------------------------------------------------------------------------------ generate
     @torch.inference_mode()
@@ -199,7 +207,6 @@ class HFBackend:
 
     @torch.inference_mode()
     def score_ids(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8):
-        from reasoner.training.tensors import sequence_logprobs
 
         out: list[list[float]] = [[] for _ in pairs]
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
@@ -434,3 +441,6 @@ def _eos_ids(model, tokenizer) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(value)
     return ids
+
+
+register("hf")(HFBackend.from_spec)

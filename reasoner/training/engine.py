@@ -1,4 +1,6 @@
-"""Training engines behind one protocol. `torch`: one process, CPU or one GPU, full or LoRA.
+"""Training engines behind one protocol, built from a role's model spec (the registered
+factory loads the weights its own way: `torch` with transformers, a DeepSpeed engine under
+ZeRO-3's context). `torch`: one process, CPU or one GPU, full or LoRA.
 
 Objectives never touch the engine's internals: an objective turns a micro-batch into
 ``(loss_sum, n_units, metrics)`` and the engine normalises by the units of the whole step, so
@@ -17,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reasoner import threads
-from reasoner.config import TrainConfig
+from reasoner.config import RoleTrainConfig
 from reasoner.registry import Registry
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -29,7 +31,10 @@ class Objective(Protocol):
 
 
 class Engine(Protocol):
+    """Built by its registered factory from ``(spec, cfg, total_steps, device, seed)``."""
+
     step: int
+    tokenizer: Any
 
     def train_step(self, batch: list[Any], objective: Objective) -> dict[str, float]: ...
     def save_state(self, folder: Path) -> None: ...
@@ -53,9 +58,10 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-@register("torch")
 class TorchEngine:
-    def __init__(self, model, cfg: TrainConfig, total_steps: int, device: str = "cpu", pad_id: int = 0, seed: int = 0):
+    def __init__(
+        self, model, cfg: RoleTrainConfig, total_steps: int, device: str = "cpu", pad_id: int = 0, seed: int = 0
+    ):
         self.cfg, self.device, self.pad_id, self.total_steps = cfg, torch.device(device), pad_id, total_steps
         if cfg.lora_rank > 0:
             from peft import LoraConfig, get_peft_model
@@ -78,6 +84,17 @@ class TorchEngine:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.warmup_steps, total_steps))
         self.step = 0
+        self.tokenizer = None
+
+    @classmethod
+    def from_spec(cls, spec: str, cfg: RoleTrainConfig, total_steps: int, device: str = "cpu", seed: int = 0):
+        """The engine for model spec ``spec`` (a folder, a name; see `reasoner.models`)."""
+        from reasoner import models
+
+        loaded = models.load(spec, device)
+        engine = cls(loaded.model, cfg, total_steps, device, loaded.tokenizer.pad_token_id or 0, seed=seed)
+        engine.tokenizer = loaded.tokenizer
+        return engine
 
     def train_step(self, batch: list[Any], objective: Objective) -> dict[str, float]:
         threads.adapt()
@@ -148,3 +165,6 @@ class TorchEngine:
         model.eval()
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
+
+
+register("torch")(TorchEngine.from_spec)

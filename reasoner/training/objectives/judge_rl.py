@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reasoner.logprobs import completion_logprobs
 from reasoner.training.objectives import register
-from reasoner.training.tensors import pad_right, token_logprobs
 
 
 def leave_one_out(rewards: torch.Tensor) -> torch.Tensor:
@@ -37,19 +37,30 @@ class JudgeExample:
     advantage: float
 
 
+def policy_gradient_loss(logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """REINFORCE with given advantages (here RLOO's, as StepWiser trains its judge).
+
+    Args:
+        logp: (B, L) token log-probabilities of the sampled judgments. mask: (B, L).
+        advantages: (B,) one advantage per judgment.
+    Returns:
+        scalar: -sum_b A_b * sum_t mask * logp (the engine divides by the judgment tokens).
+    """
+    return -(advantages * (logp * mask).sum(-1)).sum()
+
+
 @register("judge_rl")
 class JudgeRL:
     name = "judge_rl"
+    roles = ("judge",)
 
     def units(self, batch: list[JudgeExample]) -> int:
         return sum(len(e.judgment_ids) for e in batch)
 
     def loss(self, model, batch: list[JudgeExample], pad_id: int, device):
-        seqs = [e.prompt_ids + e.judgment_ids for e in batch]
-        ids, mask = pad_right(seqs, pad_id, device)
-        logp = token_logprobs(model(input_ids=ids, attention_mask=mask).logits, ids)
-        total = logp.new_zeros(())
-        for row, e in enumerate(batch):
-            start = len(e.prompt_ids) - 1
-            total = total - e.advantage * logp[row, start : start + len(e.judgment_ids)].sum()
+        logp, mask = completion_logprobs(
+            model, [e.prompt_ids for e in batch], [e.judgment_ids for e in batch], pad_id, device
+        )
+        advantages = torch.tensor([e.advantage for e in batch], device=logp.device)
+        total = policy_gradient_loss(logp, mask, advantages)
         return total, self.units(batch), {"advantage_sum": float(sum(e.advantage for e in batch))}

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from reasoner.logprobs import completion_logprobs, token_logprobs
 from reasoner.records import Trajectory
 from reasoner.training.objectives import register
-from reasoner.training.tensors import pad_right, token_logprobs
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class SFTExample:
 
 
 def nll_sum(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Summed negative log-likelihood of the masked next tokens.
+    """Summed negative log-likelihood of the masked next tokens, from full logits (reference).
 
     Args:
         logits: (B, T, V). ids: (B, T). loss_mask: (B, T), 1 where token t is trained.
@@ -31,6 +31,18 @@ def nll_sum(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor) ->
     """
     logp = token_logprobs(logits, ids)  # (B, T-1), predicts ids[:, 1:]
     return -(logp * loss_mask[:, 1:]).sum()
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Supervised fine-tuning on own correct samples (STaR, arXiv 2203.14465; RFT, arXiv
+    2308.01825): summed negative log-likelihood of the completion tokens.
+
+    Args:
+        logp: (B, L) log-probabilities of the completion tokens. mask: (B, L), 1 on real tokens.
+    Returns:
+        scalar: -sum(mask * logp) (the engine divides by the tokens of the whole step).
+    """
+    return -(logp * mask).sum()
 
 
 def select(trajectories: list[Trajectory], *, require_steps: bool, max_per_problem: int, seed: int) -> list[Trajectory]:
@@ -61,6 +73,14 @@ def select(trajectories: list[Trajectory], *, require_steps: bool, max_per_probl
 @register("rft")
 class RFT:
     name = "rft"
+    roles = ("policy",)
+
+    def from_rollouts(
+        self, trajectories: list[Trajectory], tokenizer, *, max_per_problem: int, require_steps: bool, seed: int
+    ):
+        """The policy's examples from verified rollouts: `select`, then tokenize."""
+        kept = select(trajectories, require_steps=require_steps, max_per_problem=max_per_problem, seed=seed)
+        return self.examples(kept, tokenizer, tokenizer.eos_token or "")
 
     def examples(self, trajectories: list[Trajectory], tokenizer, eos: str) -> list[SFTExample]:
         out = []
@@ -74,11 +94,7 @@ class RFT:
         return sum(len(e.completion_ids) for e in batch)
 
     def loss(self, model, batch: list[SFTExample], pad_id: int, device):
-        seqs = [e.prompt_ids + e.completion_ids for e in batch]
-        ids, mask = pad_right(seqs, pad_id, device)
-        loss_mask = torch.zeros_like(mask)
-        for row, e in enumerate(batch):
-            loss_mask[row, len(e.prompt_ids) : len(e.prompt_ids) + len(e.completion_ids)] = 1
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        total = nll_sum(logits, ids, loss_mask)
-        return total, int(loss_mask.sum()), {"tokens": float(loss_mask.sum())}
+        logp, mask = completion_logprobs(
+            model, [e.prompt_ids for e in batch], [e.completion_ids for e in batch], pad_id, device
+        )
+        return sft_loss(logp, mask), int(mask.sum()), {"tokens": float(mask.sum())}

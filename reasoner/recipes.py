@@ -1,0 +1,105 @@
+"""Recipes: each phase declared once, and recipes as ordered lists of them, chosen by name
+(`run.recipe`). `reasoner.loop` runs a recipe; `runs`, `report` and the manifest take the order
+from here. A joint-training method adds its phases and its recipe here, nothing else.
+
+| recipe | phases |
+|---|---|
+| `rft` | generate, verify, label, train, evaluate |
+| `prm` | generate, verify, label, train, reward, judge, evaluate |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reasoner import phases, trainphases
+from reasoner.errors import UnknownName
+from reasoner.registry import Registry
+from reasoner.session import Session
+
+PhaseFn = Callable[[Session, int], tuple[list[str], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase: its function; the artefacts it reads and writes under ``iter_k/`` (``@k-1``: of
+    the iteration before; ``role@k-1``: a model resolved by `reasoner.roles`); its partial state,
+    which a redo removes so the phase starts over; whether it marks itself running at its own
+    resume point (training does); and the role whose model it trains."""
+
+    name: str
+    run: PhaseFn
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    scratch: tuple[str, ...] = ()
+    resumes_itself: bool = False
+    produces: str | None = None
+
+
+PHASES: dict[str, Phase] = {
+    p.name: p
+    for p in (
+        Phase(
+            "generate",
+            phases.generate,
+            reads=("policy@k-1", "reward@k-1", "judge@k-1"),
+            writes=("problems.jsonl", "rollouts.jsonl", "trees.jsonl", "pairs.jsonl"),
+            scratch=("rollouts.parts", "trees.parts", "pairs.parts"),
+        ),
+        Phase("verify", phases.verify, reads=("problems.jsonl", "rollouts.jsonl"), writes=("rollouts.jsonl",)),
+        Phase(
+            "label",
+            phases.label,
+            reads=("problems.jsonl", "rollouts.jsonl", "policy@k-1", "reward@k-1", "judge@k-1"),
+            writes=("labels.jsonl", "rollouts.jsonl"),
+        ),
+        Phase(
+            "train",
+            trainphases.train,
+            reads=("rollouts.jsonl", "labels.jsonl", "policy@k-1"),
+            writes=("policy",),
+            scratch=("train_state",),
+            resumes_itself=True,
+            produces="policy",
+        ),
+        Phase(
+            "reward",
+            trainphases.reward,
+            reads=("rollouts.jsonl", "labels.jsonl", "reward@k-1", "reference"),
+            writes=("reward",),
+            scratch=("train_state_reward",),
+            resumes_itself=True,
+            produces="reward",
+        ),
+        Phase(
+            "judge",
+            trainphases.judge,
+            reads=("rollouts.jsonl", "labels.jsonl", "judge@k-1"),
+            writes=("judge",),
+            scratch=("train_state_judge",),
+            resumes_itself=True,
+            produces="judge",
+        ),
+        Phase("evaluate", phases.evaluate, reads=("policy@k",), writes=("eval.json", "eval_samples.jsonl")),
+    )
+}
+
+RECIPES: Registry[tuple[str, ...]] = Registry("recipe")
+RECIPES["rft"] = ("generate", "verify", "label", "train", "evaluate")
+RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "evaluate")
+
+
+def get_recipe(name: str) -> list[Phase]:
+    return [PHASES[p] for p in RECIPES.lookup(name)]
+
+
+def get_phase(recipe: list[Phase], name: str) -> Phase:
+    for phase in recipe:
+        if phase.name == name:
+            return phase
+    raise UnknownName(f"phase {name!r} is not in this run's recipe; its phases: {', '.join(p.name for p in recipe)}")
+
+
+ALL_PHASES = list(PHASES)  # every phase any recipe may hold, in loop order: report columns
