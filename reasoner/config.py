@@ -100,8 +100,6 @@ class SearchConfig:
     pair_margin: float = _f(0.3, "MCTS: smallest Q difference between sibling steps that makes a preference pair.")
 
     def __post_init__(self) -> None:
-        if self.beam_scorer not in ("implicit", "judge", "none"):
-            raise ConfigError("search.beam_scorer must be implicit, judge or none (the policy's own log-probability)")
         if self.mcts_value not in ("implicit", "none"):
             raise ConfigError("search.mcts_value must be implicit or none")
         if min(self.beam_width, self.beam_expansions, self.mcts_expansions, self.max_steps, self.step_tokens) < 1:
@@ -126,12 +124,6 @@ class LabelConfig:
     judge_tau: float = _f(0.0, "Threshold of the judge rule.")
     shaping: str = _f("none", "Shaping of process rewards copied into trajectories: none, clip or delta.")
     clip_eta: float = _f(0.0, "Clip shaping: threshold eta in min(r - eta, 0).")
-
-    def __post_init__(self) -> None:
-        if self.judge_rule not in ("absolute", "ratio", "difference"):
-            raise ConfigError("label.judge_rule must be absolute, ratio or difference")
-        if self.shaping not in ("none", "clip", "delta"):
-            raise ConfigError("label.shaping must be none, clip or delta")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from reasoner import phases
-from reasoner.config import Config
+from reasoner.config import Config, ConfigError
 from reasoner.console import say
 from reasoner.recipes import Phase, get_phase, get_recipe
 from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
@@ -160,6 +160,15 @@ def validate(config: Config) -> None:
 
     for name in config.label.labellers:
         get_labeller(name)
+    from reasoner.rewards.judge_rules import RULES
+    from reasoner.rewards.shaping import SHAPERS
+
+    RULES.lookup(config.label.judge_rule)
+    SHAPERS.lookup(config.label.shaping)
+    for key in ("beam_scorer", "mcts_value"):
+        name = getattr(config.search, key)
+        if name != "none" and getattr(get_labeller(name), "search_scores", None) is None:
+            raise ConfigError(f"search.{key} = {name!r}: that labeller cannot score partial solutions")
     models.check_device(config.run.device)
     for spec in {config.model.policy, config.label.reward_model, config.label.judge_model} - {""}:
         models.check(spec)

@@ -51,7 +51,7 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
                 out[name].extend(store.read(c, types[name]))
             update(c + 1)
     rels = [problems_rel, s.run.write_records(k, "rollouts.jsonl", out["rollouts"])]
-    if cfg.generate.searcher != "best_of_n":
+    if out["trees"]:  # a tree search (beam, MCTS) wrote its trees and step-level pairs
         rels += [
             s.run.write_records(k, "trees.jsonl", out["trees"]),
             s.run.write_records(k, "pairs.jsonl", out["pairs"]),
@@ -127,7 +127,7 @@ def shape(values: list[float], how: str, eta: float) -> list[float]:
     if not values:
         return []
     r = torch.tensor([values])
-    return SHAPERS[how](r, torch.ones_like(r), eta)[0].tolist()
+    return SHAPERS.lookup(how)(r, torch.ones_like(r), eta)[0].tolist()
 
 
 # ------------------------------------------------------------------------------- evaluate
@@ -254,8 +254,8 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
         labeller = get_labeller(name)
         labels = labeller.label(trajs, ctx)
         variants = {name: ([lab.labels for lab in labels], labeller.threshold)}
-        if name == "mc":
-            variants["mc-hard"] = ([lab.meta["hard"] for lab in labels], 0.5)
+        for extra, (key, threshold) in labeller.variants.items():
+            variants[extra] = ([lab.meta[key] for lab in labels], threshold)
         for vname, (values, threshold) in variants.items():
             for row, v in zip(details, values, strict=True):
                 row["scores"][vname] = v

@@ -10,8 +10,7 @@ from reasoner import seeding, threads
 from reasoner.config import Config
 from reasoner.generation import Backend, get_backend
 from reasoner.records import Problem
-from reasoner.rewards import LabelContext
-from reasoner.rewards.implicit import score_steps
+from reasoner.rewards import LabelContext, get_labeller
 from reasoner.rewards.judge import judge_steps
 from reasoner.roles import Roles
 from reasoner.run import RunDir
@@ -75,19 +74,22 @@ class Session:
         """Sampling settings plus the tree search's scorer, verifier and step judge."""
         cfg = self.config
         g = cfg.generate
-        scorer = judge_fn = None
-        if g.searcher != "best_of_n":
-            ctx = self.label_context(iteration, problems or {})
-            if cfg.search.beam_scorer == "implicit":
-                scorer = lambda trajs: [sum(r) for r in score_steps(trajs, ctx)]  # noqa: E731
-            elif cfg.search.beam_scorer == "judge":
+        contexts: list[LabelContext] = []
 
-                def scorer(trajs):
-                    asks = [(ctx.problems[t.problem_id], t.steps[:-1], t.steps[-1]) for t in trajs]
-                    return judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]
+        def ctx() -> LabelContext:  # built on first use: best-of-n asks for no scores at all
+            if not contexts:
+                contexts.append(self.label_context(iteration, problems or {}))
+            return contexts[0]
 
-            if cfg.search.judge_resets:
-                judge_fn = lambda asks: judge_steps(asks, ctx, cfg.label.judge_samples, seed)[2]  # noqa: E731
+        def scores_by(name: str):
+            if name == "none":
+                return None
+            labeller = get_labeller(name)
+            return lambda trajs: labeller.search_scores(trajs, ctx(), seed)
+
+        judge_fn = None
+        if cfg.search.judge_resets:
+            judge_fn = lambda asks: judge_steps(asks, ctx(), cfg.label.judge_samples, seed)[2]  # noqa: E731
         return SearchSettings(
             samples=g.samples,
             temperature=g.temperature,
@@ -96,7 +98,8 @@ class Session:
             batch_size=g.batch_size,
             seed=seed,
             tree=cfg.search,
-            scorer=scorer,
+            scorer=scores_by(cfg.search.beam_scorer),
+            value=scores_by(cfg.search.mcts_value),
             is_correct=self.is_correct if training else None,
             step_judge=judge_fn,
         )

@@ -128,14 +128,22 @@ def _labelled(s: Session, k: int) -> tuple[list[Trajectory], dict[str, dict[str,
     return trajectories, labels
 
 
+def _labeller_of(s: Session, role: str):
+    """The configured labeller that scores with ``role``'s model (its labels say which
+    trajectories that model saw), or None."""
+    found = [lab for lab in map(get_labeller, s.config.label.labellers) if lab.role == role]
+    return found[0] if found else None
+
+
 def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
-    """Update the implicit PRM with cross-entropy on the outcome labels of the labelled rollouts
-    (only when `implicit` is among the labellers)."""
+    """Update the implicit PRM with cross-entropy on the outcome labels of the rollouts its
+    labeller scored (skipped when no configured labeller scores with the reward model)."""
     cfg = s.config
-    if "implicit" not in cfg.label.labellers:
+    labeller = _labeller_of(s, "reward")
+    if labeller is None:
         return [], {"skipped": True}
     trajectories, labels = _labelled(s, k)
-    chosen = [t for t in trajectories if "implicit" in labels.get(t.id, {})]
+    chosen = [t for t in trajectories if labeller.name in labels.get(t.id, {})]
     ref = s.backend(s.roles.spec("reference", k))
 
     def make(tok):
@@ -157,24 +165,26 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------- judge
 def judge(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
-    """RL for the stepwise judge: its sampled judgments are rewarded for matching the Monte-Carlo
-    targets of the steps (only when both `judge` and `mc` are among the labellers)."""
+    """RL for the stepwise judge: its sampled judgments are rewarded for matching the targets of
+    the labeller it learns from (Monte-Carlo Q values; skipped unless both are configured)."""
     cfg = s.config
-    if not {"judge", "mc"} <= set(cfg.label.labellers):
+    judge_labeller = _labeller_of(s, "judge")
+    if judge_labeller is None or judge_labeller.targets_from not in cfg.label.labellers:
         return [], {"skipped": True}
+    name, source = judge_labeller.name, judge_labeller.targets_from
     trajectories, labels = _labelled(s, k)
     solved: dict[str, list[bool]] = {}
     for t in trajectories:
         solved.setdefault(t.problem_id, []).append(bool(t.correct))
-    rule = judge_rules.RULES[cfg.label.judge_rule]
+    rule = judge_rules.RULES.lookup(cfg.label.judge_rule)
     groups = []  # (prompt, judgments, target)
     for t in trajectories:
         got = labels.get(t.id, {})
-        if "judge" not in got or "mc" not in got:
+        if name not in got or source not in got:
             continue
         q0 = sum(solved[t.problem_id]) / len(solved[t.problem_id])
-        targets = rule(got["mc"].labels, q0, cfg.label.judge_tau)
-        meta = got["judge"].meta
+        targets = rule(got[source].labels, q0, cfg.label.judge_tau)
+        meta = got[name].meta
         for prompt, judgments, target in zip(meta["prompts"], meta["judgments"], targets, strict=True):
             groups.append((prompt, judgments, 1.0 if target else 0.0))
 

@@ -33,6 +33,9 @@ class Pack(Protocol):
     def split_steps(self, text: str) -> list[str]:
         """Reasoning steps of a solution text."""
 
+    def is_final(self, step: str) -> bool:
+        """Whether a step states the final answer (tree search ends a solution there)."""
+
     def check_steps(self, problem: Problem, steps: list[str]) -> list[bool | None] | None:
         """Gold correctness of each step (None: the step makes no checkable claim), or None
         when the pack has no gold step labels."""
@@ -45,6 +48,39 @@ register = PACKS.register
 def get_pack(name: str, **options: Any) -> Pack:
     """Build pack ``name`` with its options (source, prompt style, difficulty)."""
     return PACKS.lookup(name)(**options)
+
+
+PROMPTS = ("fewshot", "zeroshot")
+SHOTS = 4  # worked examples a few-shot prompt shows
+
+
+def check_prompt(pack: str, prompt: str) -> str:
+    if prompt not in PROMPTS:
+        raise PackError(f"{pack} prompt must be one of {', '.join(PROMPTS)}, got {prompt!r} (task.prompt)")
+    return prompt
+
+
+def states_answer(step: str) -> bool:
+    """The answer phrases every pack's prompt asks for: "The answer is N" or \\boxed{N}."""
+    return "answer is" in step.lower() or "boxed" in step
+
+
+def worked_examples(pack: Any) -> list[tuple[str, str]]:
+    """A few-shot prompt's examples: the first `SHOTS` problems of the pack's train split (in file
+    order, not shuffled) with ``pack.worked(problem)``; none for a zero-shot prompt. Cached."""
+    if pack.prompt != "fewshot":
+        return []
+    if getattr(pack, "_shots", None) is None:
+        pack._shots = [(p.question, pack.worked(p)) for p in pack.problems("train", SHOTS, 0, shuffle=False)]
+    return pack._shots
+
+
+def chat(system: str, examples: list[tuple[str, str]], question: str) -> list[dict[str, str]]:
+    """System instructions, worked examples as earlier turns, then the question."""
+    msgs = [{"role": "system", "content": system}]
+    for q, a in examples:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs + [{"role": "user", "content": question}]
 
 
 def render(messages: list[dict[str, str]], tokenizer) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, register
+from reasoner.tasks import PackError, register, states_answer
 
 NAMES = ["Tom", "Ann", "Sam", "Lily", "Ben", "Mia", "Max", "Eva", "Leo", "Zoe", "Kim", "Raj"]
 ITEMS = ["apples", "books", "marbles", "coins", "stickers", "pens", "cards", "shells", "stamps"]
@@ -141,6 +141,9 @@ class ArithPack:
             for question, solution in EXAMPLES:
                 msgs += [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]
         return msgs + [{"role": "user", "content": problem.question}]
+
+    def is_final(self, step: str) -> bool:
+        return states_answer(step)
 
     def split_steps(self, text: str) -> list[str]:
         return [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, register
+from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
 from reasoner.tasks.loading import load_split
 
 SYSTEM = "Solve the problem step by step, one step per line. Finish with 'The answer is N.'"
@@ -26,12 +26,13 @@ class GSM8KPack:
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source
-        self.prompt = prompt
+        self.prompt = check_prompt(self.name, prompt)
+        self._shots: list[tuple[str, str]] | None = None  # filled by worked_examples
 
-    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
+    def problems(self, split: str, n: int, seed: int, shuffle: bool = True) -> list[Problem]:
         rows = load_split(self.source, split, config_name="main", pack=self.name)
         indices = list(range(len(rows)))
-        if split == "train":
+        if split == "train" and shuffle:
             random.Random(seed).shuffle(indices)
         out = []
         for i in indices[:n]:
@@ -53,7 +54,15 @@ class GSM8KPack:
         return out
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem.question}]
+        return chat(SYSTEM, worked_examples(self), problem.question)
+
+    def is_final(self, step: str) -> bool:
+        return states_answer(step)
+
+    @staticmethod
+    def worked(problem: Problem) -> str:
+        """A worked solution in the format the prompt asks for: one step per line, then the answer."""
+        return f"{problem.solution}\nThe answer is {problem.answer}."
 
     def split_steps(self, text: str) -> list[str]:
         return [line.strip() for line in text.strip().splitlines() if line.strip()]

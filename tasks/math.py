@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, register
+from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
 from reasoner.tasks.loading import load_split
 
 SYSTEM = "Solve the problem. Separate reasoning steps with a blank line and put the final answer in \\boxed{}."
@@ -26,12 +26,13 @@ class MathPack:
 
     def __init__(self, source: str = "", prompt: str = "zeroshot", **_: Any):
         self.source = source
-        self.prompt = prompt
+        self.prompt = check_prompt(self.name, prompt)
+        self._shots: list[tuple[str, str]] | None = None  # filled by worked_examples
 
-    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
+    def problems(self, split: str, n: int, seed: int, shuffle: bool = True) -> list[Problem]:
         rows = load_split(self.source, split, pack=self.name, test_names=("test", "test500"))
         indices = list(range(len(rows)))
-        if split == "train":
+        if split == "train" and shuffle:
             random.Random(seed).shuffle(indices)
         out = []
         for i in indices[:n]:
@@ -53,7 +54,15 @@ class MathPack:
         return out
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem.question}]
+        return chat(SYSTEM, worked_examples(self), problem.question)
+
+    def is_final(self, step: str) -> bool:
+        return states_answer(step)
+
+    @staticmethod
+    def worked(problem: Problem) -> str:
+        """MATH's own worked solution (it ends in \\boxed{answer})."""
+        return problem.solution or f"The answer is $\\boxed{{{problem.answer}}}$."
 
     def split_steps(self, text: str) -> list[str]:
         return [p.strip() for p in text.strip().split("\n\n") if p.strip()]

@@ -97,7 +97,7 @@ def test_diff_lists_changed_keys():
 def test_yesterdays_keys_load_with_a_warning_naming_the_new_ones(tmp_path):
     old = tmp_path / "old.toml"
     old.write_text(
-        "[train]\nlora_rank = 8\nepochs = 2\nobjective = \"rft\"\n"
+        '[train]\nlora_rank = 8\nepochs = 2\nobjective = "rft"\n'
         '[label]\nlabellers = ["mc", "implicit"]\nreward_lora_rank = 0\nreward_learning_rate = 0.001\n'
     )
     with pytest.warns(cfg.ConfigDeprecation) as caught:

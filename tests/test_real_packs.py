@@ -35,3 +35,28 @@ def test_missing_source_is_a_clear_error(tmp_path):
     (tmp_path / "test.jsonl").write_text('{"question": "q"}\n')
     with pytest.raises(PackError, match="row 1: field 'answer'"):
         get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)
+
+
+def _gsm8k_folder(tmp_path):
+    rows = [{"question": f"Q{i}?", "answer": f"Step {i} <<1+{i}={1 + i}>>.\n#### {1 + i}"} for i in range(6)]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    return str(tmp_path)
+
+
+def test_gsm8k_honours_the_prompt_style(tmp_path):
+    source = _gsm8k_folder(tmp_path)
+    problem = get_pack("gsm8k", source=source).problems("test", 1, 0)[0]
+    zero = get_pack("gsm8k", source=source, prompt="zeroshot").messages(problem)
+    few = get_pack("gsm8k", source=source, prompt="fewshot").messages(problem)
+    assert [m["role"] for m in zero] == ["system", "user"]
+    assert [m["role"] for m in few] == ["system"] + ["user", "assistant"] * 4 + ["user"]
+    assert few[1]["content"] == "Q0?" and few[2]["content"] == "Step 0 .\nThe answer is 1."
+    with pytest.raises(PackError, match=r"gsm8k prompt must be one of fewshot, zeroshot, got 'cot' \(task.prompt\)"):
+        get_pack("gsm8k", source=source, prompt="cot")
+
+
+def test_packs_say_which_step_states_the_answer():
+    arith = get_pack("arith")
+    assert arith.is_final("So the answer is 7.") and arith.is_final("$\\boxed{7}$")
+    assert not arith.is_final("7 - 2 = 5")

@@ -32,8 +32,25 @@ class LabelContext:
 
 
 class Labeller(Protocol):
+    """What the loop asks of a labeller besides its labels, so no phase branches on its name:
+
+    - ``threshold``: a step scoring below it is predicted wrong;
+    - ``role``: the model role it scores with, whose training phase learns from its labels
+      (``"reward"``: the implicit PRM; ``"judge"``: the stepwise judge; None: no model of its own);
+    - ``targets_from``: the labeller whose labels are this one's training targets (the judge
+      learns from MC), or None;
+    - ``variants``: extra readings of its labels kept in ``StepLabels.meta``, as
+      ``{name: (meta key, threshold)}`` (MC's hard label: ``{"mc-hard": ("hard", 0.5)}``);
+    - ``search_scores(trajectories, ctx, seed)``, where it can score partial solutions for
+      beam search and MCTS (higher is better); None where it cannot.
+    """
+
     name: str
-    threshold: float  # a step scoring below this is predicted wrong
+    threshold: float
+    role: str | None
+    targets_from: str | None
+    variants: dict[str, tuple[str, float]]
+    search_scores: Callable[[list[Trajectory], LabelContext, int], list[float]] | None
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]: ...
 

@@ -12,6 +12,10 @@ from reasoner.rewards import LabelContext, register
 class GoldLabeller:
     name = "gold"
     threshold = 0.5
+    role = None
+    targets_from = None
+    variants: dict[str, tuple[str, float]] = {}
+    search_scores = None
 
     def label(self, trajectories, ctx: LabelContext) -> list[StepLabels]:
         out = []

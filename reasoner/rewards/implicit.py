@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import LabelContext, register
+from reasoner.steps import step_token_ends
 
 
 def token_rewards(policy_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
@@ -69,6 +70,13 @@ class ImplicitLabeller:
 
     name = "implicit"
     threshold = 0.0  # a step whose summed log-ratio is negative is predicted wrong
+    role = "reward"
+    targets_from = None
+    variants: dict[str, tuple[str, float]] = {}
+
+    def search_scores(self, trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
+        """Q value of each partial solution: its summed implicit step rewards (a logit)."""
+        return [sum(r) for r in score_steps(trajectories, ctx)]
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
         rewards = score_steps(trajectories, ctx)
@@ -81,8 +89,6 @@ class ImplicitLabeller:
 def score_steps(trajectories: list[Trajectory], ctx: LabelContext) -> list[list[float]]:
     """Implicit step rewards of each trajectory (one forward of phi and one of the reference;
     none at all while phi is still the reference, where every reward is exactly 0)."""
-    from reasoner.search.best_of_n import step_token_ends
-
     phi = ctx.backend_for(ctx.reward_spec)
     tok = phi.tokenizer
     pairs = [

@@ -59,6 +59,14 @@ def judge_steps(requests: list[tuple[Problem, list[str], str]], ctx: LabelContex
 class JudgeLabeller:
     name = "judge"
     threshold = 0.5
+    role = "judge"
+    targets_from = "mc"  # StepWiser: judgments are rewarded for matching MC step targets
+    variants: dict[str, tuple[str, float]] = {}
+
+    def search_scores(self, trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
+        """The judge's verdict on each partial solution's last step."""
+        asks = [(ctx.problems[t.problem_id], t.steps[:-1], t.steps[-1]) for t in trajectories]
+        return judge_steps(asks, ctx, ctx.settings.judge_samples, seed)[2]
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
         requests, owners = [], []

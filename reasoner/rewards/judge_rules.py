@@ -10,11 +10,19 @@ Q_t is the fraction of completions from the prefix ending at step t that reach a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
+from reasoner.registry import Registry
+
+RULES: Registry[Callable[[list[float], float, float], list[bool]]] = Registry("judge rule")
+
+
+@RULES.register("absolute")
 def absolute(q: list[float], q0: float, tau: float = 0.0) -> list[bool]:
     return [v > tau for v in q]
 
 
+@RULES.register("ratio")
 def ratio(q: list[float], q0: float, tau: float = 0.8) -> list[bool]:
     out, prev = [], q0
     for v in q:
@@ -23,12 +31,10 @@ def ratio(q: list[float], q0: float, tau: float = 0.8) -> list[bool]:
     return out
 
 
+@RULES.register("difference")
 def difference(q: list[float], q0: float, tau: float = 0.0) -> list[bool]:
     out, prev = [], q0
     for v in q:
         out.append(v - prev >= -tau)
         prev = v
     return out
-
-
-RULES = {"absolute": absolute, "ratio": ratio, "difference": difference}

@@ -29,6 +29,10 @@ class MCLabeller:
 
     name = "mc"
     threshold = 0.5
+    role = None
+    targets_from = None
+    variants = {"mc-hard": ("hard", 0.5)}  # any completion correct, as Math-Shepherd's hard label
+    search_scores = None
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
         s = ctx.settings

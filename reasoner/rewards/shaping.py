@@ -10,9 +10,16 @@ farm reward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from reasoner.registry import Registry
 
+SHAPERS: Registry[Callable[..., torch.Tensor]] = Registry("shaper")
+
+
+@SHAPERS.register("clip")
 def clip(rewards: torch.Tensor, mask: torch.Tensor, eta: float = 0.0) -> torch.Tensor:
     """Clip mechanism: r_t <- min(r_t - eta, 0).
 
@@ -44,4 +51,5 @@ def delta_loop(rewards: list[float]) -> list[float]:
     return [r - rewards[t + 1] for t, r in enumerate(rewards[:-1])] + rewards[-1:]
 
 
-SHAPERS = {"none": lambda r, m, eta=0.0: r * m, "clip": clip, "delta": lambda r, m, eta=0.0: delta(r, m)}
+SHAPERS.register("none")(lambda r, m, eta=0.0: r * m)
+SHAPERS.register("delta")(lambda r, m, eta=0.0: delta(r, m))

@@ -27,8 +27,10 @@ class SearchSettings:
     batch_size: int = 32
     seed: int = 0
     tree: SearchConfig = field(default_factory=SearchConfig)
-    # scores partial or complete solutions (higher is better), e.g. the implicit PRM's Q value
+    # beam search: scores partial or complete solutions (higher is better), `search.beam_scorer`
     scorer: Callable[[list[Trajectory]], list[float]] | None = None
+    # MCTS: value (a logit; squashed to (0, 1)) of a partial solution, `search.mcts_value`
+    value: Callable[[list[Trajectory]], list[float]] | None = None
     # training time only: verifies a terminal solution's final answer
     is_correct: Callable[[Problem, str], bool] | None = None
     # StepWiser: score of a new step given the problem and the earlier steps (>= 0.5 is good)

@@ -73,9 +73,9 @@ def _values(trees, new, settings: SearchSettings) -> list[float]:
         else:
             partial_idx.append(k)
     if partial_idx:
-        if settings.scorer is not None and settings.tree.mcts_value == "implicit":
+        if settings.value is not None:
             partial = [trees[new[k][0]].trajectory(new[k][1], f"partial-{k}", "mcts") for k in partial_idx]
-            for k, v in zip(partial_idx, settings.scorer(partial), strict=True):
+            for k, v in zip(partial_idx, settings.value(partial), strict=True):
                 values[k] = 1.0 / (1.0 + math.exp(-v))
         else:
             for k in partial_idx:

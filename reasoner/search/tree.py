@@ -99,7 +99,7 @@ class SearchTree:
         return Tree(id=f"{self.problem.id}/{source}", problem_id=self.problem.id, source=source, nodes=self.nodes)
 
 
-def is_terminal(text: str, finish_reason: str, depth: int, max_steps: int) -> bool:
-    """A step ends the solution at EOS, when it states the answer, or at the depth limit. A step
-    cut by the step-token cap is not an end: its continuation is the next step."""
-    return finish_reason == "eos" or "answer is" in text.lower() or "boxed" in text or depth >= max_steps
+def is_terminal(text: str, finish_reason: str, depth: int, max_steps: int, pack) -> bool:
+    """A step ends the solution at EOS, when the pack says it states the final answer, or at the
+    depth limit. A step cut by the step-token cap is not an end: its continuation is the next step."""
+    return finish_reason == "eos" or pack.is_final(text) or depth >= max_steps
