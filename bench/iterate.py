@@ -68,7 +68,7 @@ def main() -> None:
                 "rises_every_iteration": rises,
                 "wall_minutes": round(wall / 60, 1),
                 "load_avg_before": round(load_before, 2),
-                "threads": 2,
+                "threads": "run.threads of the config (0: auto)",
             }
         )
     )
