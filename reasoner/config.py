@@ -15,7 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from reasoner.errors import UserError
 
@@ -51,7 +54,7 @@ class RunConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     policy: str = _f("smollm2-135m", "Starting policy: smollm2-135m, tiny[:SEED], a folder or a hub name.")
-    max_prompt_tokens: int = _f(512, "Prompts longer than this are refused with the problem id.")
+    max_prompt_tokens: int = _f(2048, "Prompts longer than this (in tokens) are refused, naming the problem.")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     problems_rel = s.run.write_records(k, "problems.jsonl", problems)
     by_id = {p.id: p for p in problems}
     backend = s.backend(s.policy_spec(k))
+    check_prompts(s, problems, backend.tokenizer)
     searcher = get_searcher(cfg.generate.searcher)
     chunks = {name: s.run.chunks(k, name) for name in ("rollouts", "trees", "pairs")}
     size = cfg.generate.chunk_size
@@ -60,6 +61,21 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         store.clear()
     tokens = sum(t.num_tokens for t in out["rollouts"])
     return rels, {"trajectories": len(out["rollouts"]), "tokens": tokens, "pairs": len(out["pairs"])}
+
+
+def check_prompts(s: Session, problems: list[Problem], tokenizer) -> list[str]:
+    """The problems' rendered prompts; one longer than `model.max_prompt_tokens` is refused,
+    naming its problem (a prompt the model cannot see whole would be answered blind)."""
+    limit = s.config.model.max_prompt_tokens
+    prompts = [render(s.pack.messages(p), tokenizer) for p in problems]
+    for p, prompt in zip(problems, prompts, strict=True):
+        n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if n > limit:
+            raise PackError(
+                f"problem {p.id}: its prompt is {n} tokens, over model.max_prompt_tokens = {limit}; raise the "
+                'limit (the model\'s context allows) or use task.prompt = "zeroshot"'
+            )
+    return prompts
 
 
 # --------------------------------------------------------------------------------- verify
@@ -137,7 +153,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     problems = s.pack.problems("test", cfg.task.test_size, 0)
     spec = s.policy_after(k)
     backend = s.backend(spec)
-    prompts = [render(s.pack.messages(p), backend.tokenizer) for p in problems]
+    prompts = check_prompts(s, problems, backend.tokenizer)
     greedy = Sampling(temperature=0.0, max_new_tokens=ec.max_new_tokens, batch_size=cfg.generate.batch_size)
     with progress(f"iter {k} evaluate", len(problems) * (1 + ec.k)) as update:
         outs = backend.generate(prompts, greedy, progress=update)

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reasoner.recipes import ALL_PHASES as PHASE_ORDER
+from reasoner.recipes import get_recipe
 from reasoner.run import RunDir, atomic_write_text
 
 # narrow enough for 80 columns
@@ -40,17 +41,21 @@ def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
     listing = []
     for rd in runs:
         writer = rd.writer()
+        recipe = rd.saved_config().run.recipe
+        order = [p.name for p in get_recipe(recipe)]
         iterations = {}
         for it, phases in sorted(rd.manifest().get("iterations", {}).items(), key=lambda kv: int(kv[0])):
             iterations[it] = {
                 p: {"status": rd.status(int(it), p, writer), **({"error": e} if (e := phases[p].get("error")) else {})}
-                for p in PHASE_ORDER
+                for p in order
                 if p in phases
             }
         listing.append(
             {
                 "run": rd.path.name,
                 "path": str(rd.path),
+                "recipe": recipe,
+                "phases": order,
                 "writer": writer.__dict__ if writer else None,
                 "iterations": iterations,
             }
@@ -66,12 +71,15 @@ def runs_table(runs: list[RunDir]) -> Table:
         table.add_column(col)
     errors = []
     for entry in runs_status(runs):
-        name, iterations = entry["run"], entry["iterations"]
+        name, iterations, order = entry["run"], entry["iterations"], entry["phases"]
+        label = Text(f"{name} ({entry['recipe']})")
         if not iterations:
-            table.add_row(Text(name), "-", *["-"] * len(PHASE_ORDER))
+            table.add_row(label, "-", *["-" if p in order else "" for p in PHASE_ORDER])
         for it, phases in iterations.items():
-            cells = [SHORT[phases.get(p, {}).get("status", "pending")] for p in PHASE_ORDER]
-            table.add_row(Text(name), it, *cells)
+            # blank: not a phase of this run's recipe (or iteration 0, which only evaluates)
+            todo = "-" if it != "0" else ""
+            cells = [SHORT[phases[p]["status"]] if p in phases else (todo if p in order else "") for p in PHASE_ORDER]
+            table.add_row(label, it, *cells)
             errors += [f"{name} iter {it} {p}: {v['error']}" for p, v in phases.items() if v.get("error")]
     if errors:
         table.caption = Text("\n".join(errors))

@@ -144,3 +144,81 @@ def test_set_on_evaluate_steps_leaves_the_run_config_alone(tmp_path):
     assert conf.label.labellers == ["mc"]  # this evaluation uses the override
     assert (run / "config.toml").read_bytes() == before  # later iterations do not
     assert RunDir(run).saved_config().label.labellers != ["mc"]
+
+
+def _bad_judge(folder):
+    """A judge that answers every step with "Verdict:BAD": a 0-layer-effect Llama whose LM head
+    maps each character to the next one of that phrase (after the prompt's final space)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from reasoner import models
+
+    tok = models.tiny_tokenizer()
+    vocab = len(tok)
+    hidden = vocab + vocab % 2  # RoPE wants an even head size
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    chain = " Verdict:BAD"
+    ids = [tok.convert_tokens_to_ids(c) for c in chain] + [tok.eos_token_id]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.model.norm.weight.fill_(1.0)
+        model.model.embed_tokens.weight.copy_(torch.eye(vocab, hidden))
+        model.lm_head.weight[tok.eos_token_id, :] = 50.0  # any other character: stop
+        for cur, nxt in zip(ids, ids[1:], strict=False):
+            model.lm_head.weight[:, cur] = 0.0
+            model.lm_head.weight[nxt, cur] = 100.0
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_judge_filter_keeps_fewer_samples_through_iterate(tmp_path):
+    judge = _bad_judge(tmp_path / "judge")
+    common = [
+        "model.policy=tiny",
+        "run.seed=3",
+        "run.iterations=1",
+        "run.baseline_eval=false",
+        "task.train_size=8",
+        "task.test_size=2",
+        "task.prompt=zeroshot",
+        "generate.samples=4",
+        "generate.max_new_tokens=24",
+        "generate.temperature=1.0",
+        "generate.batch_size=8",
+        "generate.chunk_size=4",
+        "verify.require_steps=false",
+        "train.max_per_problem=8",
+        "train.policy.max_steps=1",
+        "evaluate.k=0",
+        "evaluate.max_new_tokens=4",
+        'label.labellers=["judge"]',
+        f"label.judge_model={judge}",
+        "label.judge_samples=1",
+        "label.judge_max_new_tokens=16",
+    ]
+    kept = {}
+    for name, extra in (("plain", []), ("filtered", ["train.filter_labeller=judge"])):
+        args = [x for kv in common + extra for x in ("--set", kv)]
+        result = runner.invoke(app, ["iterate", "--run", str(tmp_path / name), *args])
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        kept[name] = manifest["iterations"]["1"]["train"]["metrics"]
+    labels = (tmp_path / "filtered" / "iter_0001" / "labels.jsonl").read_text().splitlines()
+    assert all(set(json.loads(line)["labels"]) <= {0.0} for line in labels)  # every step judged BAD
+    assert kept["plain"]["examples"] > 0 and kept["filtered"]["examples"] == 0
+    assert kept["filtered"]["filtered_out"] > 0 and "filtered_out" not in kept["plain"]

@@ -73,6 +73,13 @@ def test_second_writer_is_refused_naming_the_holder_and_deletes_nothing(tmp_path
         assert temp.read_text() == "partial" and _files(run) == before
         status = json.loads(runner.invoke(app, ["runs", "--root", str(tmp_path), "--json"]).stdout)
         assert status[0]["writer"]["pid"] == holder.pid
+        assert status[0]["recipe"] == "rft" and status[0]["phases"] == [
+            "generate",
+            "verify",
+            "label",
+            "train",
+            "evaluate",
+        ]
     finally:
         holder.kill()
         holder.wait()
