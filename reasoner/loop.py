@@ -143,16 +143,21 @@ def validate(config: Config) -> None:
     from reasoner.search import get_searcher
     from reasoner.tasks import get_pack
     from reasoner.training.engine import get_engine
-    from reasoner.training.objectives import get_objective
+    from reasoner.training.objectives import OBJECTIVES
     from reasoner.verifiers import get_extractor
 
     t = config.task
     get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
     get_backend(config.generate.backend)
     get_searcher(config.generate.searcher)
-    for role in (config.train.policy, config.train.reward, config.train.judge):
-        get_engine(role.engine)
-        get_objective(role.objective)
+    for role in ("policy", "reward", "judge"):
+        settings = getattr(config.train, role)
+        get_engine(settings.engine)
+        objective = OBJECTIVES.lookup(settings.objective)
+        if role not in getattr(objective, "roles", (role,)):
+            raise ConfigError(
+                f"train.{role}.objective = {settings.objective!r} trains {', '.join(objective.roles)}, not the {role}"
+            )
     if config.verify.extractor:
         get_extractor(config.verify.extractor)
     get_recipe(config.run.recipe)

@@ -79,7 +79,7 @@ def check_prompts(s: Session, problems: list[Problem], tokenizer) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- verify
-def judge(s: Session, problems: dict[str, Problem], trajectories: list[Trajectory]) -> None:
+def check_answers(s: Session, problems: dict[str, Problem], trajectories: list[Trajectory]) -> None:
     """Fill answer, correct, outcome_reward and the pack's gold step labels in place."""
     extract = get_extractor(s.config.verify.extractor or s.pack.extractor)
     verify = get_verifier(s.pack.verifier)
@@ -98,7 +98,7 @@ def judge(s: Session, problems: dict[str, Problem], trajectories: list[Trajector
 def verify(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
     trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
-    judge(s, problems, trajectories)
+    check_answers(s, problems, trajectories)
     rel = s.run.write_records(k, "rollouts.jsonl", trajectories)
     n = max(len(trajectories), 1)
     correct = sum(bool(t.correct) for t in trajectories)
@@ -194,7 +194,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         for i, o in enumerate(sampled)
     ]
     by_id = {p.id: p for p in problems}
-    judge(s, by_id, trajs + samples)
+    check_answers(s, by_id, trajs + samples)
     report = summarise(problems, trajs, samples, ec.k)
     policy = s.run.rel(Path(spec)) if k > 0 else spec  # run-relative: runs can be moved
     report.update(iteration=k, policy=policy, test_size=len(problems))
@@ -250,7 +250,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
     trajs = get_searcher("best_of_n")(problems, backend, s.pack, backend.tokenizer, settings).trajectories
     trajs = [t for t in trajs if t.steps]
     by_id = {p.id: p for p in problems}
-    judge(s, by_id, trajs)
+    check_answers(s, by_id, trajs)
     gold = [s.pack.check_steps(by_id[t.problem_id], t.steps) for t in trajs]
     gold_first = [stepeval.first_error(g) for g in gold]
     ctx = s.label_context(k + 1, by_id)  # the reward model and judge trained in iteration k
