@@ -26,12 +26,20 @@ app = typer.Typer(
     no_args_is_help=True,
     help=__doc__.splitlines()[0],
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # click's plain help: flags read as flags, not "--steps <bool>"
 )
 
-RunOpt = Annotated[str, typer.Option("--run", help="Run folder, or a name under ./runs/.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config (default: configs/default.toml values).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: section.key=value (repeatable).")]
-IterOpt = Annotated[int | None, typer.Option("--iteration", help="Iteration to act on (default: the first not done).")]
+RunOpt = Annotated[str, typer.Option("--run", metavar="RUN", help="Run folder, or a name under ./runs/.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", metavar="FILE", help="TOML config (default: configs/default.toml values).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a key: section[.table].key=value (repeatable)."),
+]
+IterOpt = Annotated[
+    int | None, typer.Option("--iteration", metavar="K", help="Iteration to act on (default: the first not done).")
+]
 RedoOpt = Annotated[bool, typer.Option("--redo", help="Run the phase again (and mark every later phase to run again).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
 
@@ -131,9 +139,12 @@ def iterate(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     redo: Annotated[
-        str | None, typer.Option("--redo", help="Phase to run again (with --iteration), and every phase after it.")
+        str | None,
+        typer.Option("--redo", metavar="PHASE", help="Phase to run again (with --iteration), and every phase after it."),
     ] = None,
-    iteration: Annotated[int | None, typer.Option("--iteration", help="--redo: its iteration (default 1).")] = None,
+    iteration: Annotated[
+        int | None, typer.Option("--iteration", metavar="K", help="--redo: its iteration (default 1).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole loop (or resume it at the first incomplete phase)."""

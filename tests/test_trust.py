@@ -337,5 +337,9 @@ def test_results_go_to_stdout_and_progress_to_stderr(tmp_path):
     assert version.stdout.startswith("reasoner 0.") and version.returncode == 0
     short = _cli("runs", "-h")
     assert short.returncode == 0 and "--json" in short.stdout
-    phase_help = _cli("verify", "--help").stdout
-    assert "--redo" in phase_help and "--no-redo" not in phase_help
+    phase_help = _cli("evaluate", "--help").stdout
+    flags = [line.split()[0] for line in phase_help.splitlines() if line.strip().startswith("--")]
+    assert {"--redo", "--steps", "--json"} <= set(flags)
+    for flag in ("--redo", "--steps", "--json"):  # a flag, not "--steps <bool>"
+        line = next(x for x in phase_help.splitlines() if x.strip().startswith(flag))
+        assert "<bool>" not in line and "--no-" not in line
