@@ -140,7 +140,7 @@ def iterate(
     set_: SetOpt = None,
     redo: Annotated[
         str | None,
-        typer.Option("--redo", metavar="PHASE", help="Phase to run again (with --iteration), and every phase after it."),
+        typer.Option("--redo", metavar="PHASE", help="Phase to run again (with --iteration), and all after it."),
     ] = None,
     iteration: Annotated[
         int | None, typer.Option("--iteration", metavar="K", help="--redo: its iteration (default 1).")
