@@ -110,3 +110,34 @@ def test_select_keeps_correct_distinct_step_valid_samples():
     assert sum(t.problem_id == "b" for t in kept) == 2 and len(kept) == 3
     loose = select(trajs, require_steps=False, max_per_problem=5, seed=0)
     assert sorted(t.text for t in loose) == ["u", "v", "w", "x", "y"]
+
+
+def test_pure_losses_by_hand():
+    from reasoner.training.objectives.implicit_prm import implicit_prm_loss
+    from reasoner.training.objectives.judge_rl import policy_gradient_loss
+    from reasoner.training.objectives.rft import sft_loss
+
+    logp = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -9.0, -9.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # padding never counts
+    assert sft_loss(logp, mask).item() == pytest.approx(3.5)
+    # REINFORCE: -(A_0 * (-3) + A_1 * (-0.5)) with A = (1, -2) -> 3 - 1 = 2
+    assert policy_gradient_loss(logp, mask, torch.tensor([1.0, -2.0])).item() == pytest.approx(2.0)
+    # implicit PRM: r = beta * sum(logp - ref); ref = logp - 1 on real tokens -> r = 0.5 * (2, 1)
+    ref = logp - 1.0
+    loss, r = implicit_prm_loss(logp, ref, mask, torch.tensor([1.0, 0.0]), beta=0.5)
+    assert r.tolist() == pytest.approx([1.0, 0.5])
+    # -log sigmoid(1) - log(1 - sigmoid(0.5)) = 0.31326 + 0.97408
+    assert loss.item() == pytest.approx(0.313262 + 0.974077, abs=1e-5)
+
+
+def test_completion_logprobs_match_full_logits():
+    from reasoner.logprobs import completion_logprobs, pad_right, token_logprobs
+
+    model = models.tiny_model(3)
+    prompts, completions = [[5, 6, 7], [8, 9]], [[10, 11], [12, 13, 14]]
+    logp, mask = completion_logprobs(model, prompts, completions, 0, "cpu", chunk=2)
+    ids, attn = pad_right([p + c for p, c in zip(prompts, completions, strict=True)], 0, "cpu")
+    full = token_logprobs(model(input_ids=ids, attention_mask=attn).logits, ids)
+    assert mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert torch.allclose(logp[0, :2], full[0, 2:4]) and torch.allclose(logp[1], full[1, 1:4])
+    assert logp[0, 2].item() == 0.0
