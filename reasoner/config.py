@@ -168,6 +168,12 @@ def _role(help: str, **defaults: Any) -> Any:  # noqa: A002 - mirrors dataclasse
 class TrainConfig:
     max_per_problem: int = _f(4, "Policy: most distinct correct samples kept per problem.")
     filter_labeller: str = _f("", "Policy: drop samples with a step this labeller scores below its threshold (judge).")
+    beta: float = _f(0.1, "Policy objective dpo: strength of the implicit KL constraint to the reference (beta).")
+    pairs: list[str] = _f(
+        ["outcome", "step"],
+        "Policy objective dpo: pair kinds; outcome (a correct and an incorrect sample of one problem),"
+        " step (tree search's sibling steps after a shared prefix, pairs.jsonl).",
+    )
     policy: RoleTrainConfig = _role("[train.policy]: how the policy is trained.", objective="rft")
     reward: RoleTrainConfig = _role(
         "[train.reward]: how the implicit PRM is trained.", objective="implicit_prm", learning_rate=1e-4

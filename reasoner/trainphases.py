@@ -13,13 +13,14 @@ import torch
 from reasoner import models, seeding
 from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.console import progress, say
-from reasoner.records import StepLabels, Trajectory
+from reasoner.records import Pair, StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
 from reasoner.run import RunError
 from reasoner.session import Session
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives import get_objective
+from reasoner.training.objectives.data import RolloutData
 from reasoner.training.objectives.implicit_prm import PRMExample
 from reasoner.training.objectives.judge_rl import JudgeExample, leave_one_out
 from reasoner.training.trainer import Trainer
@@ -88,15 +89,24 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     if any(t.correct is None for t in trajectories):
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     filtered = _filter(s, k, trajectories, cfg.train.filter_labeller) if cfg.train.filter_labeller else trajectories
-    objective = get_objective(cfg.train.policy.objective)
+    objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
+    pairs_path = s.run.artefact(k, "pairs.jsonl")
+    pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
 
     def make(tok):
         return objective.from_rollouts(
-            filtered,
-            tok,
-            max_per_problem=cfg.train.max_per_problem,
-            require_steps=cfg.verify.require_steps,
-            seed=seeding.derive(cfg.run.seed, "select", k),
+            RolloutData(
+                filtered,
+                tok,
+                seed=seeding.derive(cfg.run.seed, "select", k),
+                max_per_problem=cfg.train.max_per_problem,
+                require_steps=cfg.verify.require_steps,
+                pairs=pairs,
+                step_separator=s.pack.step_separator,
+                # the model this iteration starts from; loaded only by objectives that ask
+                reference=lambda ids: s.backend(s.policy_spec(k)).score_ids(ids),
+                options={"pairs": tuple(cfg.train.pairs)},
+            )
         )
 
     metrics = _fit(s, k, "train", "policy", make, objective)

@@ -12,6 +12,7 @@ import torch
 from reasoner.logprobs import completion_logprobs, token_logprobs
 from reasoner.records import Trajectory
 from reasoner.training.objectives import register
+from reasoner.training.objectives.data import RolloutData
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,15 @@ class RFT:
     name = "rft"
     roles = ("policy",)
 
-    def from_rollouts(
-        self, trajectories: list[Trajectory], tokenizer, *, max_per_problem: int, require_steps: bool, seed: int
-    ):
+    def __init__(self, **_options: object):  # policy objectives share their options (DPO's beta)
+        pass
+
+    def from_rollouts(self, data: RolloutData) -> list[SFTExample]:
         """The policy's examples from verified rollouts: `select`, then tokenize."""
-        kept = select(trajectories, require_steps=require_steps, max_per_problem=max_per_problem, seed=seed)
-        return self.examples(kept, tokenizer, tokenizer.eos_token or "")
+        kept = select(
+            data.trajectories, require_steps=data.require_steps, max_per_problem=data.max_per_problem, seed=data.seed
+        )
+        return self.examples(kept, data.tokenizer, data.tokenizer.eos_token or "")
 
     def examples(self, trajectories: list[Trajectory], tokenizer, eos: str) -> list[SFTExample]:
         out = []
