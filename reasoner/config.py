@@ -132,7 +132,11 @@ class LabelConfig:
 @dataclass(frozen=True)
 class VerifyConfig:
     extractor: str = _f("", "Answer extractor: strict (the pack's answer phrase) or flexible; '' = the pack's own.")
-    require_steps: bool = _f(True, "Count a sample correct for training only if every checkable step is right.")
+    require_steps: bool = _f(
+        False,
+        "The gold step oracle (arith only; the upper-bound baseline): train only on samples whose every checkable"
+        " step passes the pack's gold check. Off, training never sees gold step labels.",
+    )
 
 
 @dataclass(frozen=True)

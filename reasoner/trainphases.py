@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -89,6 +90,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     if any(t.correct is None for t in trajectories):
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     filtered = _filter(s, k, trajectories, cfg.train.filter_labeller) if cfg.train.filter_labeller else trajectories
+    filtered = training_view(filtered, oracle=cfg.verify.require_steps)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
@@ -113,6 +115,15 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     if cfg.train.filter_labeller:
         metrics["filtered_out"] = len(trajectories) - len(filtered)
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
+
+
+def training_view(trajectories: list[Trajectory], oracle: bool) -> list[Trajectory]:
+    """What a policy objective may see of the rollouts. The pack's gold step labels are an
+    evaluation tool (real data sets have none): they reach training only when the config names
+    the oracle (`verify.require_steps`), the upper-bound baseline."""
+    if oracle:
+        return trajectories
+    return [replace(t, meta={k: v for k, v in t.meta.items() if k != "gold_steps"}) for t in trajectories]
 
 
 def _filter(s: Session, k: int, trajectories: list[Trajectory], name: str) -> list[Trajectory]:

@@ -109,3 +109,35 @@ def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
     n_pairs = len((tmp_path / "r" / "iter_0001" / "pairs.jsonl").read_text().splitlines())
     assert n_pairs > 0 and train["examples"] >= 1 and train["steps"] >= 1
     assert (tmp_path / "r" / "iter_0001" / "policy" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("objective", ["rft", "dpo"])
+def test_scrambled_gold_step_labels_leave_training_data_unchanged_without_the_oracle(tiny, objective):
+    """Gold step labels are for evaluation: without `verify.require_steps` (the oracle) no
+    objective's examples depend on them; with it, RFT's do."""
+    import random
+
+    from reasoner.trainphases import training_view
+
+    ts = [_t(f"s{i}", f"p{i % 3}", f"{i} + 1 = {i + 1}\nThe answer is {i + 1}.", i % 2 == 0) for i in range(12)]
+    for t in ts:
+        t.meta["gold_steps"] = [True, True]
+    scrambled = [
+        Trajectory(**{**t.__dict__, "meta": {"gold_steps": [random.Random(i).random() < 0.5, False]}})
+        for i, t in enumerate(ts)
+    ]
+
+    def examples(trajs, oracle):
+        data = RolloutData(
+            training_view(trajs, oracle),
+            tiny.tokenizer,
+            seed=1,
+            require_steps=oracle,
+            reference=lambda ids: [[-1.0] * len(c) for _, c in ids],
+            options={"pairs": ("outcome",)},
+        )
+        return get_objective(objective).from_rollouts(data)
+
+    assert examples(ts, oracle=False) == examples(scrambled, oracle=False) != []
+    if objective == "rft":
+        assert examples(ts, oracle=True) != examples(scrambled, oracle=True)
