@@ -172,6 +172,16 @@ def _role(help: str, **defaults: Any) -> Any:  # noqa: A002 - mirrors dataclasse
 class TrainConfig:
     max_per_problem: int = _f(4, "Policy: most distinct correct samples kept per problem.")
     filter_labeller: str = _f("", "Policy: drop samples with a step this labeller scores below its threshold (judge).")
+    select_by: str = _f(
+        "",
+        "Policy: keep correct samples whose process reward from this labeller (mc, implicit, judge) clears a"
+        " threshold.",
+    )
+    select_rule: str = _f("min", "Policy, select_by: a sample's score from its step scores: min or sum.")
+    select_calibrate: bool = _f(
+        True, "Policy, select_by: calibrate the threshold on the iteration's training rollouts (outcomes only)."
+    )
+    select_threshold: float = _f(0.0, "Policy, select_by: the threshold when select_calibrate is false.")
     beta: float = _f(0.1, "Policy objective dpo: strength of the implicit KL constraint to the reference (beta).")
     pairs: list[str] = _f(
         ["outcome", "step"],

@@ -169,6 +169,13 @@ def validate(config: Config) -> None:
     from reasoner.rewards.shaping import SHAPERS
 
     RULES.lookup(config.label.judge_rule)
+    from reasoner.training.selection import RULES as SELECTION_RULES
+
+    SELECTION_RULES.lookup(config.train.select_rule)
+    if config.train.select_by and config.train.select_by not in config.label.labellers:
+        raise ConfigError(
+            f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"
+        )
     SHAPERS.lookup(config.label.shaping)
     for key in ("beam_scorer", "mcts_value"):
         name = getattr(config.search, key)

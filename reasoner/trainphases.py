@@ -19,6 +19,7 @@ from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
 from reasoner.run import RunError
 from reasoner.session import Session
+from reasoner.training import selection
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.data import RolloutData
@@ -91,6 +92,9 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     filtered = _filter(s, k, trajectories, cfg.train.filter_labeller) if cfg.train.filter_labeller else trajectories
     filtered = training_view(filtered, oracle=cfg.verify.require_steps)
+    selection: dict[str, Any] = {}
+    if cfg.train.select_by:
+        filtered, selection = select_by_reward(filtered, cfg.train)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
@@ -112,6 +116,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         )
 
     metrics = _fit(s, k, "train", "policy", make, objective)
+    metrics.update(selection)
     if cfg.train.filter_labeller:
         metrics["filtered_out"] = len(trajectories) - len(filtered)
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
@@ -124,6 +129,23 @@ def training_view(trajectories: list[Trajectory], oracle: bool) -> list[Trajecto
     if oracle:
         return trajectories
     return [replace(t, meta={k: v for k, v in t.meta.items() if k != "gold_steps"}) for t in trajectories]
+
+
+def select_by_reward(trajectories: list[Trajectory], tc) -> tuple[list[Trajectory], dict[str, Any]]:
+    """Keep the incorrect samples (objectives that contrast need them) and the correct ones whose
+    aggregated process reward clears the threshold, calibrated on these rollouts' outcomes unless
+    fixed; a sample the labeller did not score is dropped. Returns the kept ones and metrics."""
+    name, rule = tc.select_by, selection.RULES.lookup(tc.select_rule)
+    scored = [(t, rule(t.step_rewards[name])) for t in trajectories if name in t.step_rewards]
+    outcomes = [bool(t.correct) for t, _ in scored]
+    threshold = selection.calibrate([v for _, v in scored], outcomes) if tc.select_calibrate else tc.select_threshold
+    kept = [t for t, v in scored if not t.correct or v >= threshold]
+    correct = sum(bool(t.correct) for t, _ in scored)
+    return kept, {
+        "select_threshold": threshold,
+        "select_kept_correct": sum(bool(t.correct) for t in kept),
+        "select_scored_correct": correct,
+    }
 
 
 def _filter(s: Session, k: int, trajectories: list[Trajectory], name: str) -> list[Trajectory]:

@@ -1,5 +1,5 @@
-"""DPO (arXiv 2305.18290): the loss against hand-computed numbers, the pairs it builds, and a run
-through `reasoner iterate` with tree-search step pairs."""
+"""Policy training without gold step labels: DPO (arXiv 2305.18290: its loss by hand, its pairs,
+a run through iterate), the oracle kept out of training data, and selection by process rewards."""
 
 import json
 import math
@@ -141,3 +141,63 @@ def test_scrambled_gold_step_labels_leave_training_data_unchanged_without_the_or
     assert examples(ts, oracle=False) == examples(scrambled, oracle=False) != []
     if objective == "rft":
         assert examples(ts, oracle=True) != examples(scrambled, oracle=True)
+
+
+def test_threshold_calibration_by_hand():
+    from reasoner.training.selection import RULES, calibrate
+
+    # scores of correct: 0.9, 0.6, 0.4; incorrect: 0.5, 0.2. t = 0.6 keeps 2/3 correct and
+    # rejects 2/2 incorrect: balanced accuracy (2/3 + 1) / 2 = 0.833, the best; t = 0.4 gives
+    # (1 + 1/2) / 2 = 0.75 and t = 0.9 gives (1/3 + 1) / 2 = 0.667.
+    assert calibrate([0.9, 0.6, 0.4, 0.5, 0.2], [True, True, True, False, False]) == 0.6
+    assert calibrate([0.3, 0.7], [True, True]) == 0.3  # one class: keep all
+    assert RULES.lookup("min")([0.5, -1.0, 2.0]) == -1.0 and RULES.lookup("sum")([0.5, -1.0, 2.0]) == 1.5
+
+
+def test_select_by_reward_keeps_correct_samples_above_the_calibrated_threshold():
+    from reasoner.config import TrainConfig
+    from reasoner.trainphases import select_by_reward
+
+    ts = []
+    for i, (score, ok) in enumerate([(0.9, True), (0.6, True), (0.4, True), (0.5, False), (0.2, False)]):
+        t = _t(f"s{i}", "p", f"{i}", ok)
+        t.step_rewards["mc"] = [1.0, score]
+        ts.append(t)
+    ts.append(_t("unscored", "p", "9", True))
+    kept, metrics = select_by_reward(ts, TrainConfig(select_by="mc"))
+    assert [t.id for t in kept] == ["s0", "s1", "s3", "s4"]  # incorrect ones stay for contrastive objectives
+    assert metrics == {"select_threshold": 0.6, "select_kept_correct": 2, "select_scored_correct": 3}
+    kept, _ = select_by_reward(ts, TrainConfig(select_by="mc", select_calibrate=False, select_threshold=0.3))
+    assert [t.id for t in kept if t.correct] == ["s0", "s1", "s2"]
+
+
+def test_selection_by_mc_rewards_through_iterate(tmp_path):
+    sets = [
+        "model.policy=tiny",
+        "run.seed=3",
+        "run.iterations=1",
+        "run.baseline_eval=false",
+        "task.train_size=8",
+        "task.test_size=2",
+        "task.prompt=zeroshot",
+        "generate.samples=4",
+        "generate.max_new_tokens=24",
+        "generate.temperature=1.0",
+        "generate.batch_size=8",
+        "generate.chunk_size=4",
+        'label.labellers=["mc"]',
+        "label.mc_samples=2",
+        "label.mc_max_new_tokens=8",
+        "train.select_by=mc",
+        "train.max_per_problem=8",
+        "train.policy.max_steps=1",
+        "evaluate.k=0",
+        "evaluate.max_new_tokens=4",
+    ]
+    result = CliRunner().invoke(
+        app, ["iterate", "--run", str(tmp_path / "r"), *[x for s in sets for x in ("--set", s)]]
+    )
+    assert result.exit_code == 0, result.output
+    train = json.loads((tmp_path / "r" / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
+    assert train["select_scored_correct"] > 0 and 0 <= train["select_kept_correct"] <= train["select_scored_correct"]
+    assert train["examples"] == train["select_kept_correct"]  # rft trains on the kept correct samples

@@ -1,0 +1,40 @@
+"""Selecting the policy's training samples by process rewards, without gold step labels.
+
+A labeller's step scores (as the label phase stored them in `Trajectory.step_rewards`, shaped
+as `label.shaping` says) are aggregated per trajectory (`min`: the weakest step, as a PRM's
+verdict on a solution is usually taken; `sum`), and a verified-correct sample is kept when its
+score clears a threshold. The threshold is calibrated on the iteration's own training rollouts,
+from their outcome labels alone: the value that best separates correct from incorrect samples
+(balanced accuracy), so no test data and no step labels are read. (ImplicitPRM's ProcessBench
+script picks its threshold on the data it scores, which inflates its figures; this does not.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reasoner.registry import Registry
+
+RULES: Registry[Callable[[list[float]], float]] = Registry("selection rule")
+RULES.register("min")(lambda scores: min(scores) if scores else 0.0)
+RULES.register("sum")(lambda scores: float(sum(scores)))
+
+
+def calibrate(scores: list[float], correct: list[bool]) -> float:
+    """The threshold t maximising the balanced accuracy of "score >= t" as a prediction of a
+    correct outcome, over the candidate thresholds (every observed score); ties go to the
+    lowest t (keep more). With only one class present, the lowest score (keep all)."""
+    if not scores:
+        return float("-inf")
+    pos = sum(correct)
+    neg = len(correct) - pos
+    if pos == 0 or neg == 0:
+        return min(scores)
+    best_t, best = min(scores), -1.0
+    for t in sorted(set(scores)):
+        tp = sum(1 for s, c in zip(scores, correct, strict=True) if c and s >= t)
+        tn = sum(1 for s, c in zip(scores, correct, strict=True) if not c and s < t)
+        balanced = (tp / pos + tn / neg) / 2
+        if balanced > best:
+            best_t, best = t, balanced
+    return best_t
