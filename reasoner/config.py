@@ -196,6 +196,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class BalanceConfig:
+    """B-STaR (arXiv 2412.17256): after each iteration, choose the next one's sampling temperature
+    and reward threshold by the balance of exploration and exploitation on a probe set."""
+
+    enabled: bool = _f(False, "End every iteration with the balance phase (writes iter_k/balance.json).")
+    probe_size: int = _f(16, "Training problems in the probe set (drawn apart from the iteration's own).")
+    samples: int = _f(8, "Responses per probe problem at each candidate temperature.")
+    temperatures: list[float] = _f([0.5, 0.7, 0.9, 1.1], "Candidate sampling temperatures.")
+    target: int = _f(8, "n*: distinct correct responses per query that count as enough exploration.")
+    reward: str = _f("", "Labeller whose scores set the reward threshold ('' : outcome only, every response passes).")
+    quantiles: list[float] = _f([0.0, 0.25, 0.5, 0.75], "Candidate thresholds: these quantiles of the probe's scores.")
+
+    def __post_init__(self) -> None:
+        if self.probe_size < 1 or self.samples < 1 or self.target < 1 or not self.temperatures:
+            raise ConfigError("balance.probe_size, samples and target must be >= 1, and temperatures not empty")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     k: int = _f(4, "Samples per test problem for maj@k and pass@k; 0 skips them (greedy pass@1 only).")
     temperature: float = _f(0.8, "Sampling temperature for maj@k / pass@k.")
@@ -213,6 +231,7 @@ class Config:
     label: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
 
 
 class ConfigDeprecation(UserWarning):
@@ -310,6 +329,12 @@ def _coerce(path: tuple[str, ...], value: Any) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typing.get_origin(hint) is list:
+        if typing.get_args(hint) == (float,):
+            if not (
+                isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            ):
+                raise ConfigError(f"{dotted} must be a list of numbers, e.g. [0.6, 0.8], got {value!r}")
+            return [float(v) for v in value]
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(f'{dotted} must be a list of names, e.g. ["mc", "implicit"], got {value!r}')
         return value

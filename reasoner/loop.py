@@ -14,7 +14,7 @@ from pathlib import Path
 from reasoner import phases
 from reasoner.config import Config, ConfigError
 from reasoner.console import say
-from reasoner.recipes import Phase, get_phase, get_recipe
+from reasoner.recipes import Phase, get_phase, get_recipe, phases_of
 from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
 from reasoner.session import Session
 
@@ -23,13 +23,13 @@ BASELINE = 0  # iteration number of the starting model's evaluation
 
 def plan(config: Config) -> list[tuple[int, str]]:
     """Every (iteration, phase) of the run, in the order they run."""
-    recipe = [p.name for p in get_recipe(config.run.recipe)]
+    recipe = [p.name for p in phases_of(config)]
     first = [(BASELINE, "evaluate")] if config.run.baseline_eval and "evaluate" in recipe else []
     return first + [(k, name) for k in range(1, config.run.iterations + 1) for name in recipe]
 
 
 def _declared(config: Config) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    recipe = get_recipe(config.run.recipe)
+    recipe = phases_of(config)
     return {p.name: p.writes for p in recipe}, {p.name: p.scratch for p in recipe}
 
 
@@ -116,7 +116,7 @@ def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = Fals
 
 def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phase: bool = False) -> dict:
     """Run one phase on its own (the phase commands); refuses when its input is not ready."""
-    phase = get_phase(get_recipe(config.run.recipe), name)
+    phase = get_phase(phases_of(config), name)
     if not 0 <= iteration <= config.run.iterations or (iteration == 0 and name != "evaluate"):
         raise RunError(f"iteration {iteration} is outside this run (1..{config.run.iterations})")
     order = plan(config)

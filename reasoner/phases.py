@@ -60,7 +60,13 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     for store in chunks.values():
         store.clear()
     tokens = sum(t.num_tokens for t in out["rollouts"])
-    return rels, {"trajectories": len(out["rollouts"]), "tokens": tokens, "pairs": len(out["pairs"])}
+    temperature = s.plan(k).get("temperature", cfg.generate.temperature)
+    return rels, {
+        "trajectories": len(out["rollouts"]),
+        "tokens": tokens,
+        "pairs": len(out["pairs"]),
+        "temperature": temperature,
+    }
 
 
 def check_prompts(s: Session, problems: list[Problem], tokenizer) -> list[str]:
@@ -282,3 +288,54 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
                 **stepeval.first_error_f1(gold_first, pred),
             }
     return result, details
+
+
+# -------------------------------------------------------------------------------- balance
+def balance(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
+    """B-STaR: sample a fixed probe set of training problems with ``policy@k`` at each candidate
+    temperature, verify (and score with `balance.reward`), and choose the next iteration's
+    temperature and reward threshold by the balance score (`reasoner.balance`). Writes
+    balance.json, which the next iteration's generate (and selection) read; the saved config
+    is left as it is."""
+    from reasoner import balance as bstar
+    from reasoner.training.selection import RULES
+
+    cfg, bc = s.config, s.config.balance
+    problems = s.pack.problems("train", bc.probe_size, seeding.derive(cfg.run.seed, "probe"))
+    by_id = {p.id: p for p in problems}
+    backend = s.backend(s.policy_after(k))
+    ctx = s.label_context(k + 1, by_id)  # the models after iteration k
+    rule = RULES.lookup(cfg.train.select_rule)
+    by_temperature: dict[float, list[bstar.Response]] = {}
+    with progress(f"iter {k} balance", len(bc.temperatures)) as update:
+        for i, temperature in enumerate(bc.temperatures):
+            settings = SearchSettings(
+                samples=bc.samples,
+                temperature=temperature,
+                top_p=cfg.generate.top_p,
+                max_new_tokens=cfg.generate.max_new_tokens,
+                batch_size=cfg.generate.batch_size,
+                seed=seeding.derive(cfg.run.seed, "balance", k, i),
+            )
+            trajs = get_searcher("best_of_n")(problems, backend, s.pack, backend.tokenizer, settings).trajectories
+            check_answers(s, by_id, trajs)
+            scores = [0.0] * len(trajs)
+            if bc.reward:
+                labels = get_labeller(bc.reward).label(trajs, ctx)
+                scores = [rule(shape(lab.labels, cfg.label.shaping, cfg.label.clip_eta)) for lab in labels]
+            by_temperature[temperature] = [
+                bstar.Response(t.problem_id, t.text, bool(t.correct), v) for t, v in zip(trajs, scores, strict=True)
+            ]
+            update(i + 1)
+    temperature, threshold, table = bstar.choose(by_temperature, bc.quantiles if bc.reward else [0.0], bc.target)
+    best = next(row for row in table if row["temperature"] == temperature and row["threshold"] == threshold)
+    plan = {"temperature": temperature, "threshold": threshold if bc.reward else None, "reward": bc.reward or None}
+    rel = s.run.write_json(k, "balance.json", {"plan": plan, "probe": [p.id for p in problems], "table": table})
+    return [rel], {
+        "next_temperature": temperature,
+        "next_threshold": plan["threshold"],
+        "balance": best["balance"],
+        "pass_at_k": best["pass_at_k"],
+        "distinct_correct": best["distinct_correct"],
+        "exploitation": best["exploitation"],
+    }

@@ -6,6 +6,8 @@ from here. A joint-training method adds its phases and its recipe here, nothing 
 |---|---|
 | `rft` | generate, verify, label, train, evaluate |
 | `prm` | generate, verify, label, train, reward, judge, evaluate |
+
+`balance.enabled` ends any recipe's iteration with B-STaR's `balance` phase.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner import phases, trainphases
+from reasoner.config import Config
 from reasoner.errors import UnknownName
 from reasoner.registry import Registry
 from reasoner.session import Session
@@ -83,6 +86,7 @@ PHASES: dict[str, Phase] = {
             produces="judge",
         ),
         Phase("evaluate", phases.evaluate, reads=("policy@k",), writes=("eval.json", "eval_samples.jsonl")),
+        Phase("balance", phases.balance, reads=("policy@k", "reward@k", "judge@k"), writes=("balance.json",)),
     )
 }
 
@@ -93,6 +97,11 @@ RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "ev
 
 def get_recipe(name: str) -> list[Phase]:
     return [PHASES[p] for p in RECIPES.lookup(name)]
+
+
+def phases_of(config: Config) -> list[Phase]:
+    """The phases of one iteration of a run: its recipe's, then `balance` when enabled."""
+    return get_recipe(config.run.recipe) + ([PHASES["balance"]] if config.balance.enabled else [])
 
 
 def get_phase(recipe: list[Phase], name: str) -> Phase:

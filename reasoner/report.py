@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reasoner.recipes import ALL_PHASES as PHASE_ORDER
-from reasoner.recipes import get_recipe
+from reasoner.recipes import phases_of
 from reasoner.run import RunDir, atomic_write_text
 
 # narrow enough for 80 columns
@@ -41,8 +41,9 @@ def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
     listing = []
     for rd in runs:
         writer = rd.writer()
-        recipe = rd.saved_config().run.recipe
-        order = [p.name for p in get_recipe(recipe)]
+        saved = rd.saved_config()
+        recipe = saved.run.recipe + ("+balance" if saved.balance.enabled else "")
+        order = [p.name for p in phases_of(saved)]
         iterations = {}
         for it, phases in sorted(rd.manifest().get("iterations", {}).items(), key=lambda kv: int(kv[0])):
             iterations[it] = {

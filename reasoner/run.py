@@ -363,6 +363,12 @@ class RunDir:
             raise RunError(f"{path} is missing: run the phase that writes it first")
         return list(iter_jsonl(path, cls))
 
+    def read_json(self, iteration: int, name: str) -> Any:
+        path = self.artefact(iteration, name)
+        if not path.exists():
+            raise RunError(f"{path} is missing: run the phase that writes it first")
+        return json.loads(path.read_text(encoding="utf-8"))
+
     def write_json(self, iteration: int, name: str, data: Any) -> str:
         path = self.artefact(iteration, name)
         atomic_write_json(path, data)

@@ -28,11 +28,11 @@ class Session:
     _backends: OrderedDict[str, Backend] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        from reasoner.recipes import get_recipe  # recipes name the phases, which use sessions
+        from reasoner.recipes import phases_of  # recipes name the phases, which use sessions
 
         t = self.config.task
         self.pack = get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
-        self.recipe = get_recipe(self.config.run.recipe)
+        self.recipe = phases_of(self.config)
         self.roles = Roles(self.run, self.config, {p.produces: p.name for p in self.recipe if p.produces})
         threads.configure(self.config.run.threads)
 
@@ -50,6 +50,13 @@ class Session:
 
     def judge_spec(self, iteration: int) -> str:
         return self.roles.spec("judge", max(iteration - 1, 0))
+
+    def plan(self, iteration: int) -> dict:
+        """The settings a `balance` phase chose for iteration ``iteration`` (B-STaR: temperature,
+        reward threshold), from iteration ``iteration - 1``'s balance.json; {} when none ran."""
+        if iteration < 2 or not self.run.is_complete(iteration - 1, "balance"):
+            return {}
+        return self.run.read_json(iteration - 1, "balance.json")["plan"]
 
     def backend(self, spec: str) -> Backend:
         """One backend per model spec, kept so its prefix store serves later calls."""
@@ -92,7 +99,7 @@ class Session:
             judge_fn = lambda asks: judge_steps(asks, ctx(), cfg.label.judge_samples, seed)[2]  # noqa: E731
         return SearchSettings(
             samples=g.samples,
-            temperature=g.temperature,
+            temperature=self.plan(iteration).get("temperature", g.temperature),
             top_p=g.top_p,
             max_new_tokens=g.max_new_tokens,
             batch_size=g.batch_size,

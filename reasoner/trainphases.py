@@ -94,7 +94,9 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     filtered = training_view(filtered, oracle=cfg.verify.require_steps)
     selection: dict[str, Any] = {}
     if cfg.train.select_by:
-        filtered, selection = select_by_reward(filtered, cfg.train)
+        plan = s.plan(k)  # B-STaR's threshold for this labeller, when a balance phase chose one
+        fixed = plan.get("threshold") if plan.get("reward") == cfg.train.select_by else None
+        filtered, selection = select_by_reward(filtered, cfg.train, fixed)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
@@ -131,14 +133,18 @@ def training_view(trajectories: list[Trajectory], oracle: bool) -> list[Trajecto
     return [replace(t, meta={k: v for k, v in t.meta.items() if k != "gold_steps"}) for t in trajectories]
 
 
-def select_by_reward(trajectories: list[Trajectory], tc) -> tuple[list[Trajectory], dict[str, Any]]:
+def select_by_reward(
+    trajectories: list[Trajectory], tc, fixed: float | None = None
+) -> tuple[list[Trajectory], dict[str, Any]]:
     """Keep the incorrect samples (objectives that contrast need them) and the correct ones whose
     aggregated process reward clears the threshold, calibrated on these rollouts' outcomes unless
-    fixed; a sample the labeller did not score is dropped. Returns the kept ones and metrics."""
+    fixed (``fixed``: B-STaR's choice; else `train.select_threshold` when calibration is off); a
+    sample the labeller did not score is dropped. Returns the kept ones and metrics."""
     name, rule = tc.select_by, selection.RULES.lookup(tc.select_rule)
     scored = [(t, rule(t.step_rewards[name])) for t in trajectories if name in t.step_rewards]
     outcomes = [bool(t.correct) for t, _ in scored]
     threshold = selection.calibrate([v for _, v in scored], outcomes) if tc.select_calibrate else tc.select_threshold
+    threshold = fixed if fixed is not None else threshold
     kept = [t for t, v in scored if not t.correct or v >= threshold]
     correct = sum(bool(t.correct) for t, _ in scored)
     return kept, {
