@@ -182,6 +182,10 @@ class TrainConfig:
         True, "Policy, select_by: calibrate the threshold on the iteration's training rollouts (outcomes only)."
     )
     select_threshold: float = _f(0.0, "Policy, select_by: the threshold when select_calibrate is false.")
+    prime_band: list[float] = _f(
+        [0.2, 0.8], "PRIME: keep prompts whose share of correct samples lies in [low, high] (PRIME's filter)."
+    )
+    ppo_clip: float = _f(0.2, "PRIME: PPO's clip epsilon of the policy update.")
     beta: float = _f(0.1, "Policy objective dpo: strength of the implicit KL constraint to the reference (beta).")
     pairs: list[str] = _f(
         ["outcome", "step"],
@@ -193,6 +197,10 @@ class TrainConfig:
         "[train.reward]: how the implicit PRM is trained.", objective="implicit_prm", learning_rate=1e-4
     )
     judge: RoleTrainConfig = _role("[train.judge]: how the stepwise judge is trained.", objective="judge_rl")
+
+    def __post_init__(self) -> None:
+        if len(self.prime_band) != 2 or not 0.0 <= self.prime_band[0] <= self.prime_band[1] <= 1.0:
+            raise ConfigError("train.prime_band must be [low, high] with 0 <= low <= high <= 1")
 
 
 @dataclass(frozen=True)

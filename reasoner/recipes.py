@@ -6,6 +6,7 @@ from here. A joint-training method adds its phases and its recipe here, nothing 
 |---|---|
 | `rft` | generate, verify, label, train, evaluate |
 | `prm` | generate, verify, label, train, reward, judge, evaluate |
+| `prime` | generate, verify, prime (policy and implicit PRM together), evaluate |
 
 `balance.enabled` ends any recipe's iteration with B-STaR's `balance` phase.
 """
@@ -38,7 +39,7 @@ class Phase:
     writes: tuple[str, ...]
     scratch: tuple[str, ...] = ()
     resumes_itself: bool = False
-    produces: str | None = None
+    produces: tuple[str, ...] = ()
 
 
 PHASES: dict[str, Phase] = {
@@ -65,7 +66,7 @@ PHASES: dict[str, Phase] = {
             writes=("policy",),
             scratch=("train_state",),
             resumes_itself=True,
-            produces="policy",
+            produces=("policy",),
         ),
         Phase(
             "reward",
@@ -74,7 +75,7 @@ PHASES: dict[str, Phase] = {
             writes=("reward",),
             scratch=("train_state_reward",),
             resumes_itself=True,
-            produces="reward",
+            produces=("reward",),
         ),
         Phase(
             "judge",
@@ -83,7 +84,16 @@ PHASES: dict[str, Phase] = {
             writes=("judge",),
             scratch=("train_state_judge",),
             resumes_itself=True,
-            produces="judge",
+            produces=("judge",),
+        ),
+        Phase(
+            "prime",
+            trainphases.prime,
+            reads=("rollouts.jsonl", "policy@k-1", "reward@k-1", "reference"),
+            writes=("policy", "reward"),
+            scratch=("train_state_prime",),
+            resumes_itself=True,
+            produces=("policy", "reward"),
         ),
         Phase("evaluate", phases.evaluate, reads=("policy@k",), writes=("eval.json", "eval_samples.jsonl")),
         Phase("balance", phases.balance, reads=("policy@k", "reward@k", "judge@k"), writes=("balance.json",)),
@@ -93,6 +103,7 @@ PHASES: dict[str, Phase] = {
 RECIPES: Registry[tuple[str, ...]] = Registry("recipe")
 RECIPES["rft"] = ("generate", "verify", "label", "train", "evaluate")
 RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "evaluate")
+RECIPES["prime"] = ("generate", "verify", "prime", "evaluate")
 
 
 def get_recipe(name: str) -> list[Phase]:

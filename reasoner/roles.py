@@ -51,8 +51,9 @@ class Roles:
             entry = self.run.phase(j, phase)
             if entry.get("status") != COMPLETE:
                 raise RunError(f"{role}@{j} is not ready: {phase} of iteration {j} has not completed")
-            if entry.get("artefacts"):
-                return str(self.run.path / entry["artefacts"][0])
+            made = [a for a in entry.get("artefacts", []) if a.rsplit("/", 1)[-1] == role] or entry.get("artefacts")
+            if made:  # the artefact named after the role (a phase may train several), else its only one
+                return str(self.run.path / made[0])
         if role == "judge" and not self.config.label.judge_model:
             return self.spec("policy", k)  # an untrained judge is the iteration's policy
         return self.start(role)

@@ -33,7 +33,7 @@ class Session:
         t = self.config.task
         self.pack = get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
         self.recipe = phases_of(self.config)
-        self.roles = Roles(self.run, self.config, {p.produces: p.name for p in self.recipe if p.produces})
+        self.roles = Roles(self.run, self.config, {role: p.name for p in self.recipe for role in p.produces})
         threads.configure(self.config.run.threads)
 
     # -------------------------------------------------------------------------------- roles

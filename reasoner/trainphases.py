@@ -29,19 +29,24 @@ from reasoner.training.trainer import Trainer
 
 
 def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) -> dict[str, Any]:
-    """Train ``role`` from ``role@k-1`` on ``make_examples(tokenizer)`` with ``objective``, saving
-    `train_state` every few steps (and resuming from it), and export it to ``iter_k/ROLE``."""
+    """Train every role ``objective`` updates (``role`` alone for a one-role objective; ``role``'s
+    config sets the batches and steps) from its ``ROLE@k-1`` on ``make_examples(tokenizer)``,
+    saving `train_state` every few steps (and resuming from it), and export each to
+    ``iter_k/ROLE``."""
     cfg = s.config
     tc: RoleTrainConfig = getattr(cfg.train, role)
-    start = s.roles.spec(role, k - 1)
-    examples = make_examples(models.load_tokenizer(start))
+    examples = make_examples(models.load_tokenizer(s.roles.spec(role, k - 1)))
     order = _epoch_order(len(examples), tc.epochs, _seed(cfg.run.seed, "order", phase, k))
     total = math.ceil(len(order) / tc.batch_size)
     if tc.max_steps:
         total = min(total, tc.max_steps)
-    # a fresh copy of the weights: the engine changes them in place
-    engine = get_engine(tc.engine)(start, tc, max(total, 1), cfg.run.device, seed=_seed(cfg.run.seed, "init", phase, k))
-    trainer = Trainer({role: engine}, objective)
+    engines = {}
+    for r in getattr(objective, "roles", (role,)):
+        # a fresh copy of the weights: the engine changes them in place
+        seed = _seed(cfg.run.seed, "init", phase, k) if r == role else seeding.derive(cfg.run.seed, "init", phase, r, k)
+        rc: RoleTrainConfig = getattr(cfg.train, r)
+        engines[r] = get_engine(rc.engine)(s.roles.spec(r, k - 1), rc, max(total, 1), cfg.run.device, seed=seed)
+    trainer = Trainer(engines, objective)
     store = s.run.state_dir(k, phase)
     latest = store.latest()
     if latest is not None:
@@ -60,8 +65,9 @@ def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) ->
                 with store.save(trainer.step) as folder:
                     trainer.save_state(folder)
             update(trainer.step)
-    with s.run.checkpoint_dir(k, role) as folder:
-        engine.export(folder, engine.tokenizer)
+    for r, engine in engines.items():
+        with s.run.checkpoint_dir(k, r) as folder:
+            engine.export(folder, engine.tokenizer)
     store.clear()
     return {"examples": len(examples), "steps": total, "final_loss": last.get("loss")}
 
@@ -253,3 +259,46 @@ def judge(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
 
     metrics = _fit(s, k, "judge", "judge", make, get_objective(cfg.train.judge.objective))
     return [s.run.rel(s.run.artefact(k, "judge"))], metrics
+
+
+# ---------------------------------------------------------------------------------- PRIME
+def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
+    """PRIME RL: the policy and the implicit PRM trained together from the iteration's K samples
+    per prompt (objective `prime`), on the prompts whose accuracy lies in `train.prime_band`."""
+    cfg = s.config
+    trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
+    if any(t.correct is None for t in trajectories):
+        raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
+    trajectories = training_view(trajectories, oracle=cfg.verify.require_steps)
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.problem_id, []).append(t)
+    low, high = cfg.train.prime_band
+    kept = {
+        pid: g
+        for pid, g in sorted(groups.items())
+        if len(g) >= 2 and low <= sum(bool(t.correct) for t in g) / len(g) <= high
+    }
+    objective = get_objective("prime", beta=cfg.label.implicit_beta, clip=cfg.train.ppo_clip)
+
+    def make(tok):
+        from reasoner.training.objectives.prime import Group
+
+        eos = tok.eos_token or ""
+        encoded = []
+        for g in kept.values():
+            prompt = tok(g[0].prompt, add_special_tokens=False)["input_ids"]
+            completions = [tok(t.text + eos, add_special_tokens=False)["input_ids"] for t in g]
+            encoded.append((prompt, completions, [1.0 if t.correct else 0.0 for t in g]))
+        pairs = [(p, c) for p, cs, _ in encoded for c in cs]
+        ref = s.backend(s.roles.spec("reference", k)).score_ids(pairs) if pairs else []
+        old = s.backend(s.policy_spec(k)).score_ids(pairs) if pairs else []
+        out, i = [], 0
+        for p, cs, outcomes in encoded:
+            out.append(Group(p, cs, outcomes, ref[i : i + len(cs)], old[i : i + len(cs)]))
+            i += len(cs)
+        return out
+
+    metrics = _fit(s, k, "prime", "policy", make, objective)
+    metrics.update(prompts_total=len(groups), prompts_in_band=len(kept))
+    return [s.run.rel(s.run.artefact(k, "policy")), s.run.rel(s.run.artefact(k, "reward"))], metrics

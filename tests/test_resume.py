@@ -247,3 +247,55 @@ def test_tree_search_run_killed_during_labelling_resumes_identically(tmp_path, p
     _kill_when(proc, lambda: _manifest_status(run, 1, "label") == "running")
     _finish(_start(run, None))
     _assert_same(run, snap)
+
+
+PRIME_CONFIG = """
+[run]
+recipe = "prime"
+iterations = 1
+seed = 3
+threads = 1
+baseline_eval = false
+[model]
+policy = "tiny"
+[task]
+pack = "arith"
+train_size = 8
+test_size = 2
+prompt = "zeroshot"
+[generate]
+samples = 4
+max_new_tokens = 24
+temperature = 1.0
+batch_size = 8
+chunk_size = 4
+[train]
+prime_band = [0.0, 1.0]
+[train.policy]
+lora_rank = 0
+micro_batch_size = 1
+batch_size = 1
+save_every = 1
+[train.reward]
+lora_rank = 0
+[evaluate]
+k = 0
+max_new_tokens = 4
+"""
+
+
+def test_prime_run_killed_mid_training_resumes_identically(tmp_path):
+    """A SIGKILL between PRIME steps (the PRM and the policy both moved since the last save)
+    resumes from the saved state of both models to the artefacts of an uninterrupted run."""
+    config = tmp_path / "c.toml"
+    config.write_text(PRIME_CONFIG)
+    _finish(_start(tmp_path / "reference", config))
+    snap = _snapshot(tmp_path / "reference")
+    assert snap["manifest.json"]["iterations"]["1"]["prime"]["metrics"]["steps"] >= 4
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    latest = run / "iter_0001" / "train_state_prime" / "latest"
+    _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000002")
+    err = _finish(_start(run, None))
+    assert "iter 1 prime: resuming from step" in err
+    _assert_same(run, snap)

@@ -40,6 +40,8 @@ class Engine(Protocol):
     def save_state(self, folder: Path) -> None: ...
     def load_state(self, folder: Path) -> None: ...
     def export(self, folder: Path, tokenizer) -> None: ...
+    def score(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """No-grad (B, L) log-probs and mask of completions under the model being trained."""
 
 
 ENGINES: Registry[Callable[..., Engine]] = Registry("training engine")
@@ -120,6 +122,12 @@ class TorchEngine:
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss} at step {self.step}")
         return {"loss": loss, "grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0], **metrics}
+
+    @torch.no_grad()
+    def score(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        from reasoner.logprobs import completion_logprobs
+
+        return completion_logprobs(self.model, prompts, completions, self.pad_id, self.device)
 
     # --------------------------------------------------------------------------- state
     def save_state(self, folder: Path) -> None:

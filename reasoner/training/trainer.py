@@ -3,7 +3,8 @@
 An objective names the roles it updates (``objective.roles``: ``("policy",)``, ``("reward",)``,
 or several, as PRIME RL updates the implicit PRM and the policy from one batch). A step runs
 each role's update in that order on the same batch, through `objective.for_role(role)` when
-the objective updates more than one; each engine normalises and steps its own optimizer. The
+the objective updates more than one, after ``objective.prepare(role, batch, engines)`` where the
+objective has it; each engine normalises and steps its own optimizer. The
 trainer saves and restores every engine's state together, so a resumed multi-role step equals
 an uninterrupted one.
 """
@@ -32,8 +33,12 @@ class Trainer:
         if len(self.roles) == 1:
             return self.engines[self.roles[0]].train_step(batch, self.objective)
         metrics: dict[str, float] = {}
+        prepare = getattr(self.objective, "prepare", None)
         for role in self.roles:
-            got = self.engines[role].train_step(batch, self.objective.for_role(role))
+            # an objective may rebuild the batch between roles (PRIME: process rewards from the
+            # reward model just updated become the policy's advantages)
+            data = prepare(role, batch, self.engines) if prepare is not None else batch
+            got = self.engines[role].train_step(data, self.objective.for_role(role))
             metrics.update({f"{role}/{k}": v for k, v in got.items()})
         metrics["loss"] = sum(metrics[f"{r}/loss"] for r in self.roles)
         return metrics

@@ -18,4 +18,5 @@ def get_objective(name: str, **options):
 from reasoner.training.objectives import dpo as _dpo  # noqa: E402,F401
 from reasoner.training.objectives import implicit_prm as _implicit_prm  # noqa: E402,F401
 from reasoner.training.objectives import judge_rl as _judge_rl  # noqa: E402,F401
+from reasoner.training.objectives import prime as _prime  # noqa: E402,F401
 from reasoner.training.objectives import rft as _rft  # noqa: E402,F401
