@@ -1,0 +1,64 @@
+"""Every ready config in configs/ runs end to end through `reasoner iterate --config` at smoke
+size (a tiny model, a few problems, 2 iterations) and resumes: a second `iterate` on the
+finished run does nothing. configs/gpu/ (when present) needs a GPU and is only loaded."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reasoner.cli import app
+
+pytestmark = pytest.mark.slow
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+SMALL = [
+    "model.policy=tiny",
+    "run.iterations=2",
+    "run.baseline_eval=false",
+    "task.train_size=4",
+    "task.test_size=2",
+    "task.prompt=zeroshot",
+    "generate.samples=2",
+    "generate.max_new_tokens=12",
+    "generate.batch_size=8",
+    "generate.chunk_size=4",
+    "search.mcts_simulations=2",
+    "search.mcts_expansions=2",
+    "search.step_tokens=6",
+    "label.max_trajectories=4",
+    "label.mc_samples=2",
+    "label.mc_max_new_tokens=4",
+    "label.judge_samples=2",
+    "label.judge_max_new_tokens=4",
+    "balance.probe_size=2",
+    "balance.samples=2",
+    "balance.temperatures=[0.5, 1.0]",
+    "train.policy.micro_batch_size=1",
+    "train.policy.batch_size=2",
+    "train.policy.max_steps=2",
+    "train.reward.micro_batch_size=1",
+    "train.reward.batch_size=2",
+    "train.reward.max_steps=2",
+    "train.judge.micro_batch_size=1",
+    "train.judge.batch_size=2",
+    "train.judge.max_steps=2",
+    "evaluate.k=0",
+    "evaluate.max_new_tokens=4",
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_ready_config_runs_at_smoke_size_and_resumes(tmp_path, config, monkeypatch):
+    monkeypatch.setenv("REASONER_PROGRESS", "0")
+    run = tmp_path / "r"
+    args = ["iterate", "--run", str(run), "--config", str(config), *[x for s in SMALL for x in ("--set", s)]]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert all(e["status"] == "complete" for it in manifest["iterations"].values() for e in it.values())
+    assert (run / "iter_0002" / "eval.json").exists()
+    mtime = (run / "manifest.json").stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["iterate", "--run", str(run)])
+    assert again.exit_code == 0 and (run / "manifest.json").stat().st_mtime_ns == mtime
