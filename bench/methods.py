@@ -1,0 +1,132 @@
+"""The thesis: which recipe improves the policy most, and how close the ones that never read
+gold step labels come to the one that does. Each recipe runs `reasoner iterate` for the same
+iterations on the same held-out problems (the pack's fixed test split) from the same start.
+
+Per recipe and iteration: held-out greedy pass@1 with its standard error, the share of greedy
+answers that are correct with every step right (gold labels used to evaluate only), and the
+wall time of the iteration. The last line is one JSON object.
+
+    python bench/methods.py                           # every recipe, 3 iterations, configs/default.toml sizes
+    python bench/methods.py --only rft-outcome dpo    # some of them
+    python bench/methods.py --set model.policy=tiny --set task.train_size=4 ...   # a quick check
+
+Recipes (all from configs/, with the overrides listed in METHODS):
+  rft-oracle   RFT on samples whose every step passes arith's gold check (upper bound)
+  rft-outcome  RFT on every correct sample (outcome only)
+  rft-mc       RFT on correct samples selected by Math-Shepherd MC step labels (threshold calibrated)
+  rft-implicit RFT selected by the implicit PRM, which the prm recipe trains each iteration
+  dpo          DPO on outcome pairs and MCTS step pairs
+  prime        PRIME RL (policy and implicit PRM together)
+  bstar        rft-outcome with B-STaR's balance phase choosing each next temperature
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_ORACLE = ["verify.require_steps=false"]
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "rft-oracle": ("default.toml", ["verify.require_steps=true"]),
+    "rft-outcome": ("default.toml", NO_ORACLE),
+    "rft-mc": ("default.toml", [*NO_ORACLE, 'label.labellers=["mc"]', "label.mc_samples=4", "train.select_by=mc"]),
+    "rft-implicit": (
+        "default.toml",
+        [*NO_ORACLE, "run.recipe=prm", 'label.labellers=["implicit"]', "train.select_by=implicit"],
+    ),
+    "dpo": ("dpo.toml", []),
+    "prime": ("prime.toml", []),
+    "bstar": ("bstar.toml", []),
+}
+
+
+def run_method(name: str, root: Path, iterations: int, extra: list[str]) -> dict:
+    config, overrides = METHODS[name]
+    run = root / name
+    cmd = [
+        sys.executable,
+        "-m",
+        "reasoner.cli",
+        "iterate",
+        "--run",
+        str(run),
+        "--config",
+        str(ROOT / "configs" / config),
+    ]
+    for o in [*overrides, f"run.iterations={iterations}", "run.baseline_eval=true", *extra]:
+        cmd += ["--set", o]
+    started = time.time()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        return {"method": name, "error": done.stderr.strip().splitlines()[-1:]}
+    manifest = json.loads((run / "manifest.json").read_text())["iterations"]
+    rows = []
+    for it in sorted(manifest, key=int):
+        ev = json.loads((run / f"iter_{int(it):04d}" / "eval.json").read_text())
+        seconds = sum(e.get("metrics", {}).get("seconds", 0.0) for e in manifest[it].values())
+        rows.append(
+            {
+                "iteration": int(it),
+                "pass@1": ev["pass@1"],
+                "stderr": ev["pass@1_stderr"],
+                "valid_steps": ev.get("correct_with_valid_steps"),
+                "minutes": round(seconds / 60, 1),
+            }
+        )
+    return {"method": name, "iterations": rows, "wall_minutes": round((time.time() - started) / 60, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=str(ROOT / "runs" / f"methods-{time.strftime('%Y%m%d-%H%M%S')}"))
+    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+    root = Path(args.root)
+    load_before = os.getloadavg()[0]
+    results = [run_method(name, root, args.iterations, args.overrides) for name in args.only]
+    print(
+        f"{'method':<13} " + " ".join(f"{'iter ' + str(i):>14}" for i in range(args.iterations + 1)) + "  valid steps"
+    )
+    for r in results:
+        if "error" in r:
+            print(f"{r['method']:<13} failed: {r['error']}")
+            continue
+        cells = " ".join(f"{100 * x['pass@1']:>6.1f}% ±{100 * x['stderr']:>4.1f}" for x in r["iterations"])
+        last = r["iterations"][-1]["valid_steps"]
+        print(f"{r['method']:<13} {cells}  {100 * (last or 0):>6.1f}%")
+    by = {r["method"]: r for r in results if "error" not in r}
+
+    def gain(name: str) -> float | None:
+        its = by.get(name, {}).get("iterations")
+        return 100 * (its[-1]["pass@1"] - its[0]["pass@1"]) if its else None
+
+    oracle = gain("rft-oracle")
+    free = {m: gain(m) for m in by if m != "rft-oracle"}
+    best = max(free, key=lambda m: free[m] if free[m] is not None else float("-inf"), default=None)
+    summary = {
+        "bench": "methods",
+        "root": str(root),
+        "iterations": args.iterations,
+        "overrides": args.overrides,
+        "gain_points": {m: (round(g, 1) if g is not None else None) for m, g in {**free, "rft-oracle": oracle}.items()},
+        "best_without_gold": best,
+        "share_of_oracle_gain": round(free[best] / oracle, 2) if best and oracle else None,
+        "over_outcome_rft_points": round(free[best] - free["rft-outcome"], 1)
+        if best and "rft-outcome" in free
+        else None,
+        "load_avg_before": round(load_before, 2),
+        "results": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
