@@ -43,3 +43,12 @@ def test_wheel_installs_tasks_and_verifiers_under_reasoner(tmp_path):
     )
     out = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "correct"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["reasoner.trainphases", "reasoner.phases", "reasoner.recipes", "reasoner.session"])
+def test_each_layer_imports_alone_in_a_fresh_interpreter(module):
+    """No import cycle: phases and trainphases once imported each other, and importing
+    trainphases first failed on a partially initialised module."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
