@@ -229,6 +229,22 @@ def judge(
 
 
 @app.command()
+def prime(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
+    """PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/)."""
+    _phase("prime", run, config, set_, iteration, redo)
+
+
+@app.command()
+def balance(
+    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+) -> None:
+    """B-STaR: choose the next iteration's temperature and reward threshold (writes balance.json)."""
+    _phase("balance", run, config, set_, iteration, redo)
+
+
+@app.command()
 def evaluate(
     run: RunOpt,
     config: ConfigOpt = None,

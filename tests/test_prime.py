@@ -116,3 +116,14 @@ def test_prime_recipe_trains_policy_and_reward_and_chains_them(tmp_path):
 
     session = Session(RunDir(run), RunDir(run).saved_config())
     assert session.policy_spec(2).endswith("iter_0001/policy") and session.reward_spec(2).endswith("iter_0001/reward")
+
+
+def test_prime_phase_command_refuses_a_run_whose_recipe_has_no_prime(tmp_path):
+    run = tmp_path / "r"
+    sets = [x for s in ["model.policy=tiny", "task.train_size=2", "task.prompt=zeroshot"] for x in ("--set", s)]
+    result = CliRunner().invoke(app, ["prime", "--run", str(run), *sets])
+    assert result.exit_code == 2
+    assert "phase 'prime' is not in this run's recipe; its phases: generate, verify, label, train, evaluate" in (
+        " ".join(result.output.split())
+    )
+    assert not run.exists()
