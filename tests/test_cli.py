@@ -123,7 +123,7 @@ def test_grade_bad_line_names_file_line_field_and_keeps_earlier_output(tmp_path)
 def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
     import reasoner.trainphases as tp
     from reasoner import config as cfg
-    from reasoner.phases import Session
+    from reasoner.session import Session
     from reasoner.records import StepLabels, Trajectory
     from reasoner.run import RunDir
 
