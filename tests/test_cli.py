@@ -123,9 +123,9 @@ def test_grade_bad_line_names_file_line_field_and_keeps_earlier_output(tmp_path)
 def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
     import reasoner.trainphases as tp
     from reasoner import config as cfg
-    from reasoner.session import Session
     from reasoner.records import StepLabels, Trajectory
     from reasoner.run import RunDir
+    from reasoner.session import Session
 
     conf = cfg.apply_overrides(cfg.Config(), ["model.policy=tiny", 'label.labellers=["judge"]'])
     rd = RunDir(tmp_path / "r")
@@ -190,6 +190,7 @@ def _bad_judge(folder):
     return str(folder)
 
 
+@pytest.mark.slow  # a second process, or a whole iterate: end to end
 def test_judge_filter_keeps_fewer_samples_through_iterate(tmp_path):
     judge = _bad_judge(tmp_path / "judge")
     common = [

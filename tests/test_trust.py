@@ -56,6 +56,7 @@ def _hold_lock(run: Path) -> subprocess.Popen:
 
 
 # ------------------------------------------------------------------------------ one writer
+@pytest.mark.slow  # a second process, or a whole iterate: end to end
 def test_second_writer_is_refused_naming_the_holder_and_deletes_nothing(tmp_path):
     run = tmp_path / "r"
     assert runner.invoke(app, ["generate", "--run", str(run), *SETS]).exit_code == 0
@@ -88,6 +89,7 @@ def test_second_writer_is_refused_naming_the_holder_and_deletes_nothing(tmp_path
     assert not temp.exists()
 
 
+@pytest.mark.slow  # a second process, or a whole iterate: end to end
 def test_a_refused_new_run_leaves_no_folder(tmp_path):
     run = tmp_path / "new"
     run.mkdir()
