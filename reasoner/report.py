@@ -65,21 +65,25 @@ def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
 
 
 def runs_table(runs: list[RunDir]) -> Table:
+    """One row per run and iteration, one column per phase that any listed run's recipe has
+    (a column for every phase would not fit a terminal)."""
     table = Table(title="runs (done / running / intr: interrupted / FAILED / - pending)")
-    table.add_column("run", overflow="fold")
+    entries = runs_status(runs)
+    columns = [p for p in PHASE_ORDER if any(p in e["phases"] for e in entries)]
+    table.add_column("run", overflow="fold", min_width=8)
     table.add_column("iter")
-    for col in PHASE_ORDER:
+    for col in columns:
         table.add_column(col)
     errors = []
-    for entry in runs_status(runs):
+    for entry in entries:
         name, iterations, order = entry["run"], entry["iterations"], entry["phases"]
         label = Text(f"{name} ({entry['recipe']})")
         if not iterations:
-            table.add_row(label, "-", *["-" if p in order else "" for p in PHASE_ORDER])
+            table.add_row(label, "-", *["-" if p in order else "" for p in columns])
         for it, phases in iterations.items():
             # blank: not a phase of this run's recipe (or iteration 0, which only evaluates)
             todo = "-" if it != "0" else ""
-            cells = [SHORT[phases[p]["status"]] if p in phases else (todo if p in order else "") for p in PHASE_ORDER]
+            cells = [SHORT[phases[p]["status"]] if p in phases else (todo if p in order else "") for p in columns]
             table.add_row(label, it, *cells)
             errors += [f"{name} iter {it} {p}: {v['error']}" for p, v in phases.items() if v.get("error")]
     if errors:
