@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from tinyrun import TINY_SAMPLES
 from typer.testing import CliRunner
 
 from reasoner.cli import app
@@ -194,23 +195,12 @@ def _bad_judge(folder):
 def test_judge_filter_keeps_fewer_samples_through_iterate(tmp_path):
     judge = _bad_judge(tmp_path / "judge")
     common = [
-        "model.policy=tiny",
-        "run.seed=3",
+        *TINY_SAMPLES,
         "run.iterations=1",
-        "run.baseline_eval=false",
-        "task.train_size=8",
-        "task.test_size=2",
-        "task.prompt=zeroshot",
-        "generate.samples=4",
-        "generate.max_new_tokens=24",
-        "generate.temperature=1.0",
-        "generate.batch_size=8",
-        "generate.chunk_size=4",
+        "run.iterations=1",
         "verify.require_steps=false",
         "train.max_per_problem=8",
         "train.policy.max_steps=1",
-        "evaluate.k=0",
-        "evaluate.max_new_tokens=4",
         'label.labellers=["judge"]',
         f"label.judge_model={judge}",
         "label.judge_samples=1",

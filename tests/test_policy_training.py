@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tinyrun import TINY_SAMPLES
 from typer.testing import CliRunner
 
 from reasoner import models
@@ -173,26 +174,15 @@ def test_select_by_reward_keeps_correct_samples_above_the_calibrated_threshold()
 
 def test_selection_by_mc_rewards_through_iterate(tmp_path):
     sets = [
-        "model.policy=tiny",
-        "run.seed=3",
+        *TINY_SAMPLES,
         "run.iterations=1",
-        "run.baseline_eval=false",
-        "task.train_size=8",
-        "task.test_size=2",
-        "task.prompt=zeroshot",
-        "generate.samples=4",
-        "generate.max_new_tokens=24",
-        "generate.temperature=1.0",
-        "generate.batch_size=8",
-        "generate.chunk_size=4",
+        "run.iterations=1",
         'label.labellers=["mc"]',
         "label.mc_samples=2",
         "label.mc_max_new_tokens=8",
         "train.select_by=mc",
         "train.max_per_problem=8",
         "train.policy.max_steps=1",
-        "evaluate.k=0",
-        "evaluate.max_new_tokens=4",
     ]
     result = CliRunner().invoke(
         app, ["iterate", "--run", str(tmp_path / "r"), *[x for s in sets for x in ("--set", s)]]

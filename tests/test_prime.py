@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from tinyrun import TINY_SAMPLES
 from typer.testing import CliRunner
 
 from reasoner import models
@@ -76,27 +77,15 @@ def test_two_model_step_changes_both_and_resumes_exactly(tmp_path):
 
 
 PRIME_SETS = [
-    "model.policy=tiny",
+    *TINY_SAMPLES,
     "run.recipe=prime",
-    "run.seed=3",
     "run.iterations=2",
-    "run.baseline_eval=false",
-    "task.train_size=8",
-    "task.test_size=2",
-    "task.prompt=zeroshot",
-    "generate.samples=4",
-    "generate.max_new_tokens=24",
-    "generate.temperature=1.0",
-    "generate.batch_size=8",
-    "generate.chunk_size=4",
     "train.prime_band=[0.0, 1.0]",
     "train.policy.lora_rank=0",
     "train.policy.micro_batch_size=1",
     "train.policy.batch_size=2",
     "train.policy.save_every=1",
     "train.reward.lora_rank=0",
-    "evaluate.k=0",
-    "evaluate.max_new_tokens=4",
 ]
 
 
