@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from reasoner.errors import UnknownName
 from reasoner.recipes import ALL_PHASES as PHASE_ORDER
 from reasoner.recipes import phases_of
 from reasoner.run import RunDir, atomic_write_text
@@ -43,7 +44,10 @@ def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
         writer = rd.writer()
         saved = rd.saved_config()
         recipe = saved.run.recipe + ("+balance" if saved.balance.enabled else "")
-        order = [p.name for p in phases_of(saved)]
+        try:
+            order = [p.name for p in phases_of(saved)]
+        except UnknownName:  # a recipe this version does not know: list what the manifest has
+            order, recipe = list(PHASE_ORDER), f"{recipe}?"
         iterations = {}
         for it, phases in sorted(rd.manifest().get("iterations", {}).items(), key=lambda kv: int(kv[0])):
             iterations[it] = {

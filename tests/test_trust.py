@@ -345,3 +345,12 @@ def test_results_go_to_stdout_and_progress_to_stderr(tmp_path):
     for flag in ("--redo", "--steps", "--json"):  # a flag, not "--steps <bool>"
         line = next(x for x in phase_help.splitlines() if x.strip().startswith(flag))
         assert "<bool>" not in line and "--no-" not in line
+
+
+def test_runs_lists_a_run_whose_recipe_this_version_does_not_know(tmp_path):
+    rd = RunDir(tmp_path / "r")
+    rd.open(cfg.apply_overrides(cfg.Config(), TINY))
+    rd.close()
+    rd.config_path.write_text(rd.config_path.read_text().replace('recipe = "rft"', 'recipe = "future"'))
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["recipe"] == "future?"
