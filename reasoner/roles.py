@@ -13,20 +13,6 @@ from __future__ import annotations
 from reasoner.config import Config
 from reasoner.run import COMPLETE, RunDir, RunError
 
-ROLES = ("policy", "reward", "judge", "reference")
-
-
-def parse(address: str) -> tuple[str, int | None]:
-    """``"policy@3"`` -> ``("policy", 3)``; ``"reference"`` -> ``("reference", None)``."""
-    role, _, at = address.partition("@")
-    if role not in ROLES:
-        raise RunError(f"unknown role {role!r} in {address!r}; valid: {', '.join(ROLES)}")
-    if not at:
-        return role, None
-    if not at.isdigit():
-        raise RunError(f"bad role address {address!r}: expected ROLE@ITERATION, e.g. policy@2")
-    return role, int(at)
-
 
 class Roles:
     def __init__(self, run: RunDir, config: Config, producers: dict[str, str]):
@@ -57,7 +43,3 @@ class Roles:
         if role == "judge" and not self.config.label.judge_model:
             return self.spec("policy", k)  # an untrained judge is the iteration's policy
         return self.start(role)
-
-    def resolve(self, address: str) -> str:
-        role, k = parse(address)
-        return self.spec(role, 0 if k is None else k)

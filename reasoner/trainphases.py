@@ -98,11 +98,11 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     filtered = _filter(s, k, trajectories, cfg.train.filter_labeller) if cfg.train.filter_labeller else trajectories
     filtered = training_view(filtered, oracle=cfg.verify.require_steps)
-    selection: dict[str, Any] = {}
+    picked: dict[str, Any] = {}
     if cfg.train.select_by:
         plan = s.plan(k)  # B-STaR's threshold for this labeller, when a balance phase chose one
         fixed = plan.get("threshold") if plan.get("reward") == cfg.train.select_by else None
-        filtered, selection = select_by_reward(filtered, cfg.train, fixed)
+        filtered, picked = select_by_reward(filtered, cfg.train, fixed)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
@@ -124,7 +124,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         )
 
     metrics = _fit(s, k, "train", "policy", make, objective)
-    metrics.update(selection)
+    metrics.update(picked)
     if cfg.train.filter_labeller:
         metrics["filtered_out"] = len(trajectories) - len(filtered)
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics

@@ -12,6 +12,7 @@ script picks its threshold on the data it scores, which inflates its figures; th
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import groupby
 
 from reasoner.registry import Registry
 
@@ -30,11 +31,13 @@ def calibrate(scores: list[float], correct: list[bool]) -> float:
     neg = len(correct) - pos
     if pos == 0 or neg == 0:
         return min(scores)
+    # one sweep up the distinct sorted scores: below threshold t lie the samples already passed
     best_t, best = min(scores), -1.0
-    for t in sorted(set(scores)):
-        tp = sum(1 for s, c in zip(scores, correct, strict=True) if c and s >= t)
-        tn = sum(1 for s, c in zip(scores, correct, strict=True) if not c and s < t)
-        balanced = (tp / pos + tn / neg) / 2
+    below_pos = below_neg = 0
+    for t, group in groupby(sorted(zip(scores, correct, strict=True)), key=lambda pair: pair[0]):
+        balanced = ((pos - below_pos) / pos + below_neg / neg) / 2  # tp / pos + tn / neg
         if balanced > best:
             best_t, best = t, balanced
+        flags = [c for _, c in group]
+        below_pos, below_neg = below_pos + sum(flags), below_neg + len(flags) - sum(flags)
     return best_t
