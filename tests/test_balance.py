@@ -52,12 +52,20 @@ def test_balance_phase_sets_the_next_iterations_temperature(tmp_path):
         "balance.probe_size=3",
         "balance.samples=2",
         "balance.temperatures=[0.3, 1.7]",
+        'label.labellers=["mc"]',
+        "label.mc_samples=2",
+        "label.mc_max_new_tokens=4",
+        "balance.reward=mc",
+        "balance.quantiles=[0.0, 0.5]",
     ]
     run = tmp_path / "r"
     result = CliRunner().invoke(app, ["iterate", "--run", str(run), *[x for s in sets for x in ("--set", s)]])
     assert result.exit_code == 0, result.output
     plan = json.loads((run / "iter_0001" / "balance.json").read_text())["plan"]
-    assert plan["temperature"] in (0.3, 1.7) and plan["threshold"] is None  # outcome only: no reward threshold
+    assert plan["temperature"] in (0.3, 1.7) and plan["reward"] == "mc"
+    table = json.loads((run / "iter_0001" / "balance.json").read_text())["table"]
+    assert [(row["temperature"], row["quantile"]) for row in table] == [(0.3, 0.0), (0.3, 0.5), (1.7, 0.0), (1.7, 0.5)]
+    assert plan["threshold"] in {row["threshold"] for row in table}
     manifest = json.loads((run / "manifest.json").read_text())["iterations"]
     assert manifest["1"]["generate"]["metrics"]["temperature"] == 0.8  # the config's, before any balance
     assert manifest["2"]["generate"]["metrics"]["temperature"] == plan["temperature"]

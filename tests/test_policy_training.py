@@ -191,3 +191,11 @@ def test_selection_by_mc_rewards_through_iterate(tmp_path):
     train = json.loads((tmp_path / "r" / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
     assert train["select_scored_correct"] > 0 and 0 <= train["select_kept_correct"] <= train["select_scored_correct"]
     assert train["examples"] == train["select_kept_correct"]  # rft trains on the kept correct samples
+    # a fixed threshold above any MC score (they lie in [0, 1]) keeps no correct sample
+    fixed = [*sets, "train.select_calibrate=false", "train.select_threshold=2.0"]
+    result = CliRunner().invoke(
+        app, ["iterate", "--run", str(tmp_path / "f"), *[x for s in fixed for x in ("--set", s)]]
+    )
+    assert result.exit_code == 0, result.output
+    train = json.loads((tmp_path / "f" / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
+    assert train["select_threshold"] == 2.0 and train["select_kept_correct"] == 0 == train["examples"]
