@@ -23,6 +23,7 @@ from reasoner.search import SearchSettings, get_searcher
 from reasoner.session import Session
 from reasoner.tasks import PackError, render
 from reasoner.verifiers import get_extractor, get_verifier
+from reasoner.verifiers.extract import answer_for
 
 
 # ------------------------------------------------------------------------------- generate
@@ -91,7 +92,7 @@ def check_answers(s: Session, problems: dict[str, Problem], trajectories: list[T
     verify = get_verifier(s.pack.verifier)
     for t in trajectories:
         problem = problems[t.problem_id]
-        t.answer = extract(t.text)
+        t.answer = answer_for(extract, t.text, problem.answer)
         verdict = verify(problem.answer, t.answer)
         t.correct = verdict.correct
         t.outcome_reward = 1.0 if verdict.correct else 0.0

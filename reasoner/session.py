@@ -17,6 +17,7 @@ from reasoner.run import RunDir
 from reasoner.search import SearchSettings
 from reasoner.tasks import get_pack
 from reasoner.verifiers import get_extractor, get_verifier
+from reasoner.verifiers.extract import answer_for
 
 MAX_BACKENDS = 4  # policy, implicit PRM, its reference and the judge may all be live in one phase
 
@@ -72,7 +73,7 @@ class Session:
     # --------------------------------------------------------------------------- verifying
     def is_correct(self, problem: Problem, text: str) -> bool:
         extract = get_extractor(self.config.verify.extractor or self.pack.extractor)
-        return get_verifier(self.pack.verifier)(problem.answer, extract(text)).correct
+        return get_verifier(self.pack.verifier)(problem.answer, answer_for(extract, text, problem.answer)).correct
 
     # ------------------------------------------------------------------------------ search
     def search_settings(

@@ -185,3 +185,65 @@ def test_flexible_falls_back_to_the_last_number():
     assert flexible("it is 1.5 and 2.5") == "2.5"
     assert flexible("The answer is 12.") == "12"
     assert flexible("no digits") is None
+
+
+# Answers stated in prose, judged as the loop judges them (flexible extractor, gold-aware).
+PROSE = [
+    # a marker followed by more words
+    ("42", "The answer is 42 units, as we computed above.", C),
+    ("42", "The answer is 42 apples in the basket, since 40 + 2 = 42.", C),
+    ("18", "The final answer is $18 per day, which Janet earns.", C),
+    ("\\text{Monday}", "The answer is Monday because it comes first.", C),
+    ("(1,2)", "The answer is (1, 2), since both work.", C),
+    ("\\{a, b\\}", "The answer is $\\{a, b\\}$.", C),
+    ("12", "The answer is 12 or 13, depending on rounding.", I),
+    ("42", "The answer is 41 units, as we computed above.", I),
+    # a last sentence with no marker
+    ("12", "Step 1: 5+7=12.\nThere are 12 apples in the basket.", C),
+    ("42", "So the total is 42 dollars.", C),
+    ("13", "Step 1: 5+7=12.\nThere are 12 apples in the basket.", I),
+    # a percent ending the sentence
+    ("0.011", "So the rate is 1.1%.", C),
+    ("1.1\\%", "The interest rate is 1.1%.", C),
+    ("1.1", "So the rate is 1.1%.", C),
+    ("0.11", "So the rate is 1.1%.", I),
+    # a word answer inside a sentence
+    ("\\text{Tom}", "Tom runs 5 miles, Sam runs 3.\nSo Tom finishes first.", C),
+    ("\\text{east}", "After turning twice he faces east.", C),
+    ("\\text{Sam}", "Tom runs 5 miles, Sam runs 3.\nSo Tom finishes before Sam.", I),
+    ("\\text{east}", "He does not face east.", I),
+    ("\\text{Tom}", "Tom and Sam finish together.", I),
+    ("\\text{east}", "He faces east or west.", I),
+    # \pm against a gold written "a or b"
+    ("\\frac{1}{2} \\text{ or } -\\frac{1}{2}", "The answer is $\\pm\\frac{1}{2}$.", C),
+    ("x=2 \\text{ or } x=-2", "The answer is $\\boxed{\\pm 2}$.", C),
+    ("2 \\text{ or } -2", "The answer is $\\boxed{-2, 2}$.", C),
+    ("2 \\text{ or } -2", "The answer is $\\boxed{2}$.", I),
+    ("2 \\text{ or } -2", "The answer is $\\boxed{\\pm 3}$.", I),
+    # units glued to a radical in the gold
+    ("6\\sqrt{2}cm", "The answer is $\\boxed{6\\sqrt{2}}$.", C),
+    ("6\\sqrt{2} units", "The answer is $\\boxed{6\\sqrt{2}}$.", C),
+    ("4\\sqrt{3}\\text{units}^2", "The answer is $\\boxed{4\\sqrt{3}}$.", C),
+    ("6\\sqrt{2} units", "The answer is $\\boxed{6\\sqrt{3}}$.", I),
+    ("\\frac{1}{2}ab", "The answer is $\\boxed{\\frac{1}{2}}$.", I),
+]
+
+
+@pytest.mark.parametrize(("gold", "text", "expected"), PROSE)
+def test_prose_answers(gold, text, expected):
+    from reasoner.verifiers.extract import answer_for
+
+    answer = answer_for(get_extractor("flexible"), text, gold)
+    verdict = get_verifier("math")(gold, answer)
+    assert verdict.status == expected, f"{gold!r} vs {text!r} (answer {answer!r}): {verdict}"
+
+
+def test_trim_clause_keeps_brackets_and_math_whole():
+    from reasoner.verifiers.extract import trim_clause
+
+    assert trim_clause("42 units, as computed") == "42 units"
+    assert trim_clause("(1, b), since") == "(1, b)"
+    assert trim_clause("$\\{a, b\\}$, since") == "$\\{a, b\\}$"
+    assert trim_clause("$18 per day, which") == "$18 per day"
+    assert trim_clause("Monday because") == "Monday"
+    assert trim_clause("as shown") == "as shown"  # nothing before the clause word: kept

@@ -16,6 +16,7 @@ from fractions import Fraction
 from reasoner.verifiers.normalize import (
     MAX_ANSWER,
     MAX_DEPTH,
+    NEGATION,
     choice_letter,
     clean,
     clock_time,
@@ -23,6 +24,8 @@ from reasoner.verifiers.normalize import (
     hedged,
     is_textual,
     parse_number,
+    states_text,
+    strip_unit_suffix,
     strip_units,
     text_key,
 )
@@ -30,6 +33,9 @@ from reasoner.verifiers.verdict import CORRECT, INCORRECT, UNVERIFIABLE, Verdict
 
 REL_TOL = 1e-6
 _EQ_VAR = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*(.+)$")
+_HEDGE = re.compile(r"\s+(?:or|and/or)\s+", re.I)
+# A number followed by words only: "42 apples in the basket", "18 per day".
+_LEADING_NUMBER = re.compile(r"^(-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?\s?%?)\s+[A-Za-z][A-Za-z' /]*$")
 _HUGE = re.compile(r"\^\s*\{?\s*\d{4,}|\*\*|\^\s*\{[^{}]*\^|(\d{4,})\s*!|\\?[a-z]*\^\s*\{?\s*\d+\s*\}?\s*\^")
 
 
@@ -45,6 +51,19 @@ def _numbers_equal(g: Fraction, p: Fraction, gold_text: str) -> bool:
     if decimals and len(decimals.group(1)) >= 4:  # a rounded float gold such as 0.6666666667
         return abs(g - p) <= REL_TOL * max(abs(g), 1)
     return False
+
+
+def _as_lists(g: str, p: str) -> tuple[str, str]:
+    """A gold written "2 or -2" lists its answers, so that "\\pm 2" or "-2, 2" match it."""
+    if not hedged(g):
+        return g, p
+    return _listed(_HEDGE.sub(", ", g)), _listed(_HEDGE.sub(", ", p))
+
+
+def _listed(s: str) -> str:
+    """ "x=2, x=-2" -> "2, -2": one variable's values as a list."""
+    m = re.fullmatch(r"\s*([A-Za-z])\s*=\s*(.+?),\s*\1\s*=\s*(.+)", s)
+    return f"{m.group(2)}, {m.group(3)}" if m else s
 
 
 def _split_equation(s: str) -> tuple[str | None, str]:
@@ -74,6 +93,7 @@ def quick(gold: str, prediction: str | None) -> Verdict | None:
         got = clock_time(p)
         ok = got is not None and got[:3] == clock[:3] and (not got[3] or not clock[3] or got[3] == clock[3])
         return Verdict(CORRECT if ok else INCORRECT, "clock time")
+    g, p = _as_lists(g, p)
     if hedged(p) and not hedged(g):
         return Verdict(INCORRECT, "hedged answer: more than one answer offered")
     gvar, grhs = _split_equation(g)
@@ -82,6 +102,9 @@ def quick(gold: str, prediction: str | None) -> Verdict | None:
         return Verdict(INCORRECT, f"equation for {pvar}, expected {gvar}")
     gn, gflags = _number(grhs)
     pn, pflags = _number(prhs)
+    lead = _LEADING_NUMBER.match(prhs)
+    if gn is not None and pn is None and lead and not NEGATION.search(prhs):
+        pn, pflags = _number(lead.group(1))  # "42 apples in the basket": the number is the answer
     if gn is not None and pn is not None:
         if _numbers_equal(gn, pn, grhs):
             return Verdict(CORRECT, "equal numbers")
@@ -89,8 +112,11 @@ def quick(gold: str, prediction: str | None) -> Verdict | None:
             return Verdict(CORRECT, "equal numbers (percent)")
         return Verdict(INCORRECT, f"{pn} != {gn}")
     if is_textual(grhs):
-        same = text_key(grhs) == text_key(prhs)
-        return Verdict(CORRECT if same else INCORRECT, "text answer")
+        if text_key(grhs) == text_key(prhs):
+            return Verdict(CORRECT, "text answer")
+        if states_text(prhs, grhs):
+            return Verdict(CORRECT, "text answer stated in a sentence")
+        return Verdict(INCORRECT, "text answer")
     if gn is not None and is_textual(prhs):
         return Verdict(INCORRECT, "prediction is words, gold is a number")
     if gvar or pvar:
@@ -104,7 +130,7 @@ def symbolic(gold: str, prediction: str) -> Verdict:
     decided = quick(gold, prediction)
     if decided is not None:
         return decided
-    g, p = clean(gold), clean(prediction)
+    g, p = _as_lists(clean(gold), clean(prediction))
     if _HUGE.search(p):
         return Verdict(UNVERIFIABLE, "refused: huge power or factorial")
     gold_expr = _parse(g)
@@ -135,7 +161,7 @@ def _parse(s: str):
         if m:
             cond = latex2sympy(m.group(2))
             return cond.as_set()
-        value, _ = strip_units(s)
+        value, _ = strip_units(strip_unit_suffix(s))
         return latex2sympy(value)
     except Exception:  # the parser raises many kinds on malformed LaTeX; all mean "does not parse"
         return None

@@ -4,7 +4,10 @@
   "Answer:", "A:", "**Final Answer**").
 - ``flexible``: the strict markers first, else the last number in the text.
 
-Models correct themselves, so the last marker in the text wins.
+Models correct themselves, so the last marker in the text wins. A marked answer runs to the end
+of its sentence, less a trailing clause ("The answer is 42 units, as computed above" gives
+"42 units"). `answer_for` adds what needs the gold's kind: a word answer stated in a sentence
+with no marker ("Tom finishes first.") is judged on that last sentence.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from reasoner.registry import Registry
 
 MAX_TEXT = 20_000  # longer outputs are judged on their tail only
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"(?:-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)(?:\s?\\?%)?")
 # Markers after which the answer follows; the answer runs to the end of its sentence or line.
 _MARKERS = [
     re.compile(r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*", re.I),
@@ -25,6 +28,12 @@ _MARKERS = [
     re.compile(r"####\s*"),
 ]
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
+# Words that start a clause after the answer: "42 apples, because ...", "Monday since ...".
+_CLAUSE = re.compile(
+    r",\s+(?=[A-Za-z])|;\s|\s+(?:as|because|since|which|so|given|when|after|before|if|while|"
+    r"that|this|thus|hence|therefore)\b",
+    re.I,
+)
 
 
 def last_boxed(text: str) -> str | None:
@@ -55,6 +64,25 @@ def _clean(answer: str) -> str:
     return answer.rstrip(".").strip().strip("*").strip()
 
 
+def trim_clause(answer: str) -> str:
+    """The answer part of "42 units, as computed above": cut at the first comma, semicolon or
+    clause word that lies outside brackets and ``$...$`` (so "(1, 2)" and "\\{a, b\\}" stay whole)."""
+    depth, math_mode = 0, False
+    dollars_are_math = answer.count("$") - answer.count("\\$") >= 2  # one "$" is money: "$18 per day"
+    for i, ch in enumerate(answer):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        elif ch == "$" and dollars_are_math and (i == 0 or answer[i - 1] != "\\"):
+            math_mode = not math_mode
+        elif depth == 0 and not math_mode and i > 0:
+            m = _CLAUSE.match(answer, i)
+            if m and answer[:i].strip():
+                return answer[:i]
+    return answer
+
+
 def strict(text: str) -> str | None:
     text = text[-MAX_TEXT:]
     boxed = last_boxed(text)
@@ -64,7 +92,7 @@ def strict(text: str) -> str | None:
             if best is None or match.start() > best[0]:
                 rest = text[match.end() :]
                 end = _SENTENCE_END.search(rest)
-                answer = rest[: end.start()] if end else rest
+                answer = trim_clause(rest[: end.start()] if end else rest)
                 if answer.strip():
                     best = (match.start(), answer)
     return _clean(best[1]) if best else None
@@ -76,6 +104,26 @@ def flexible(text: str) -> str | None:
         return found
     numbers = _NUMBER.findall(text[-MAX_TEXT:])
     return numbers[-1].rstrip(".,") if numbers else None
+
+
+def last_sentence(text: str) -> str | None:
+    """The last sentence of a text (a line or a period ends one), for a word answer stated in
+    prose."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+|\n", text[-MAX_TEXT:]) if p.strip()]
+    return parts[-1].rstrip(".!").strip() if parts else None
+
+
+def answer_for(extract: Callable[[str], str | None], text: str, gold: str) -> str | None:
+    """What ``extract`` finds in ``text``, except that a word gold (Monday, Tom) with no marked
+    answer is looked for in the last sentence, where prose states it, not in the last number."""
+    from reasoner.verifiers.normalize import is_textual
+
+    found = extract(text)
+    if extract is strict:
+        return found
+    if is_textual(gold) and (found is None or strict(text) is None):
+        return last_sentence(text) or found
+    return found
 
 
 EXTRACTORS: Registry[Callable[[str], str | None]] = Registry("extractor")

@@ -13,28 +13,40 @@ from typing import Any
 
 from reasoner.records import RecordError, iter_objects
 from reasoner.verifiers import get_verifier
-from reasoner.verifiers.extract import flexible, strict
+from reasoner.verifiers.extract import answer_for, flexible, strict
+from reasoner.verifiers.normalize import hedged
 
-SHORT = 120  # a prediction this short on one line is taken as the answer itself
+SHORT_WORDS = 3  # a one-line prediction of at most this many words is the answer itself
 
 
-def answer_of(prediction: str) -> str | None:
-    """The answer inside a prediction: a marked answer if there is one, the text itself when it
-    is short, else the last number."""
+def answer_of(prediction: str, gold: str = "") -> str | None:
+    """The answer inside a prediction, found the way the loop finds it: a marked answer if there
+    is one; a bare answer ("9 apples", "x \\in [1,2]", "12 or 13") as it stands; in a sentence
+    or a longer text, the last number (or, for a word gold, the last sentence)."""
     marked = strict(prediction)
     if marked is not None:
         return marked
     text = prediction.strip()
-    if len(text) <= SHORT and "\n" not in text:
+    if "\n" not in text and (len(text.split()) <= SHORT_WORDS or hedged(text)):
         return text
-    return flexible(prediction)
+    return answer_for(flexible, prediction, gold)
+
+
+def gold_text(value: Any) -> str | None:
+    """A gold answer as text: numbers stored as numbers (3, 145.0) are accepted as written."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return value if isinstance(value, str) else None
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, row in iter_objects(path):
-        for key in ("prediction", "gold"):
-            if not isinstance(row.get(key), str):
-                raise RecordError(path, number, key, "missing or not text")
+        if not isinstance(row.get("prediction"), str):
+            raise RecordError(path, number, "prediction", "missing or not text")
+        if gold_text(row.get("gold")) is None:
+            raise RecordError(path, number, "gold", "missing or not text or a number")
         if "pack" in row and not isinstance(row["pack"], str):
             raise RecordError(path, number, "pack", "must be text")
         yield number, row
@@ -48,8 +60,9 @@ def grade_file(path: Path, default_pack: str | None, verifier_of) -> tuple[list[
     for _, row in rows:
         pack = row.get("pack") or default_pack or ""
         verify = get_verifier(verifier_of(pack))
-        answer = answer_of(row["prediction"])
-        verdict = verify(row["gold"], answer)
+        gold = gold_text(row["gold"])
+        answer = answer_of(row["prediction"], gold)
+        verdict = verify(gold, answer)
         graded.append({**row, "answer": answer, "verdict": verdict.status, "reason": verdict.reason})
         counts[(pack or "-", verdict.status)] += 1
     return graded, counts

@@ -163,6 +163,44 @@ def clock_time(s: str) -> tuple[int, int, int, str] | None:
     return hour, minute, int(m.group(3) or 0), half
 
 
+_UNIT_VOCAB = (
+    r"(?:square|sq\.?|cubic|cu\.?)?\s*(?:units?|cm|mm|km|m|meters?|metres?|centimeters?|millimeters?|"
+    r"kilometers?|inch(?:es)?|in|feet|foot|ft|yards?|yd|miles?|mi|degrees?|radians?|rad|seconds?|sec|s|"
+    r"minutes?|min|hours?|hrs?|days?|weeks?|years?|dollars?|cents?|grams?|g|kg|pounds?|lbs?|ounces?|oz|"
+    r"liters?|litres?|l|ml|gallons?|mph|km/h)"
+)
+_GLUED_UNIT = re.compile(r"(?<=[\d}])\s*" + _UNIT_VOCAB + r"\.?\s*(?:\^\s*\{?\s*[23]\s*\}?)?$", re.I)
+
+
+def strip_unit_suffix(s: str) -> str:
+    """A known unit written after a radical or a number with no \\text{} around it:
+    "6\\sqrt{2} cm", "4\\sqrt{3}units^2". Only listed unit names go, so "\\frac12 ab" keeps its
+    variables."""
+    out = _GLUED_UNIT.sub("", s).strip()
+    return out or s
+
+
+NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|cannot)\b|n't\b", re.I)
+_OPENERS = re.compile(r"^(?:so|thus|therefore|hence|then|finally|in conclusion|in total)\s*,?\s*", re.I)
+_COPULAS = {"is", "are", "was", "were", "be", "equals", "becomes", "faces", "facing"}
+
+
+def states_text(sentence: str, gold: str) -> bool:
+    """Whether a sentence states word answer ``gold`` the way prose does: as its subject ("So Tom
+    finishes first.") or after a copula at its end ("He faces east.", "The winner is Tom."), with
+    no negation and no second answer offered ("Tom and Sam tie", "east or west")."""
+    key = text_key(gold).split()
+    if not key or NEGATION.search(sentence) or hedged(sentence):
+        return False
+    words = text_key(_OPENERS.sub("", clean(sentence))).split()
+    if "and" in words and "and" not in key:
+        return False
+    n = len(key)
+    if words[:n] == key:
+        return True
+    return len(words) > n and words[-n:] == key and words[-n - 1] in _COPULAS
+
+
 def hedged(s: str) -> bool:
     """ "12 or 13", "12 \\text{ or } 13", "either 4 or 5": more than one answer offered."""
     return bool(re.search(r"\S\s+(?:or|and/or)\s+\S", clean(s), re.I))
