@@ -246,7 +246,9 @@ def balance(
 
 @app.command()
 def evaluate(
-    run: RunOpt,
+    run: Annotated[
+        str | None, typer.Option("--run", metavar="RUN", help="Run whose iteration to score (the evaluate phase).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     iteration: IterOpt = None,
@@ -257,21 +259,96 @@ def evaluate(
     problems: Annotated[int, typer.Option(help="--steps: test problems sampled.")] = 100,
     samples: Annotated[int, typer.Option(help="--steps: solutions sampled per problem.")] = 4,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="--steps: output folder (default RUN.steps/iter_K beside the run).")
+        Path | None,
+        typer.Option("--out", help="Output folder (--steps: default RUN.steps/iter_K; --model: default evals/NAME)."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Score a model outside any run: a folder, hub name, smollm2-135m, a run (latest policy) or RUN@K.",
+        ),
+    ] = None,
+    pack: Annotated[
+        str | None, typer.Option(help="--model: pack (prompt, steps, verifier); default the run's, else gsm8k.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="--model: the pack's data folder or hub name.")] = None,
+    data: Annotated[Path | None, typer.Option(help="--model: your own JSONL file or datasets folder.")] = None,
+    question: Annotated[str, typer.Option(help="--data: question field or template, e.g. '{context} {query}'.")] = (
+        "question"
+    ),
+    answer: Annotated[str, typer.Option(help="--data: answer field or template.")] = "answer",
+    split: Annotated[str, typer.Option(help="--model: split of the pack's data.")] = "test",
+    limit: Annotated[int, typer.Option(help="--model: first N problems only (0: all).")] = 0,
+    k: Annotated[int, typer.Option(help="--model: samples per problem for pass@k, maj@k, best-of-k (0: greedy).")] = 0,
+    temperature: Annotated[float, typer.Option(help="--model: sampling temperature.")] = 0.8,
+    max_new_tokens: Annotated[int, typer.Option(help="--model: token cap (0: the pack's own).")] = 0,
+    prompt: Annotated[str | None, typer.Option(help="--model: prompt template: fewshot or zeroshot.")] = None,
+    reward: Annotated[
+        str | None, typer.Option(help="--model: labeller ranking best-of-k: implicit, judge, mc.")
+    ] = None,
+    reward_model: Annotated[
+        str | None, typer.Option(help="--model: the reward's model (implicit PRM or judge; default the run's).")
+    ] = None,
+    reference: Annotated[str | None, typer.Option(help="--model: the implicit PRM's reference model.")] = None,
+    rank: Annotated[str, typer.Option(help="--model: best-of-k rule over step scores: min, last, sum.")] = "min",
+    batch_size: Annotated[int, typer.Option(help="--model: rows decoded together.")] = 32,
+    device: Annotated[str, typer.Option(help="--model: torch device.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="--model: sampling seed.")] = 0,
+    chunk: Annotated[int, typer.Option(help="--model: problems per saved chunk (a killed run redoes one).")] = 64,
     as_json: JsonOpt = False,
 ) -> None:
     """Score the iteration's policy on the held-out split (writes eval.json); with --steps, score
     every configured labeller against the pack's gold step correctness (writes steps.json and
     steps.jsonl outside the run, which it only reads; --set then applies to this evaluation
-    only, not to the run's later iterations)."""
+    only, not to the run's later iterations); with --model, score any model on a pack's split
+    or your own data outside any run (writes OUT/eval.json, samples.jsonl, prompt.txt; a killed
+    evaluation resumes from OUT)."""
+    if model is not None:
+        from reasoner import benchmark
+
+        req = benchmark.Request(
+            model=model,
+            pack=pack or "",
+            source=source or "",
+            data=str(data) if data else "",
+            question=question,
+            answer=answer,
+            split=split,
+            limit=limit,
+            k=k,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt or "",
+            reward=reward or "",
+            reward_model=reward_model or "",
+            reference=reference or "",
+            rank=rank,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            chunk=chunk,
+        )
+        folder = out_dir or Path("evals") / (model.replace("/", "_").replace("@", "_at_").strip("._") or "model")
+        try:
+            result = benchmark.run(req, folder)
+        except UserError as err:
+            _fail(err)
+        if as_json:
+            _json(result)
+        else:
+            out.print(report.model_eval_table(result))
+        console.print(f"wrote {folder / 'eval.json'}, samples.jsonl and prompt.txt", markup=False, highlight=False)
+        return
+    if run is None:
+        _fail(UserError("evaluate needs --run RUN (an iteration of a run) or --model MODEL (any model)"))
     if not steps:
         _phase("evaluate", run, config, set_, iteration, redo)
         return
     try:
         rd, conf = open_run(run, config, set_, record=False)
-        k = iteration if iteration is not None else loop.last_trained(rd, conf)
-        result, folder = loop.evaluate_steps(rd, conf, k, problems, samples, out_dir)
+        kk = iteration if iteration is not None else loop.last_trained(rd, conf)
+        result, folder = loop.evaluate_steps(rd, conf, kk, problems, samples, out_dir)
     except UserError as err:
         _fail(err)
     if as_json:

@@ -223,9 +223,11 @@ class BalanceConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    k: int = _f(4, "Samples per test problem for maj@k and pass@k; 0 skips them (greedy pass@1 only).")
+    k: int = _f(4, "Samples per test problem for maj@k and sampled_pass@k; 0 skips them (greedy pass@1 only).")
     temperature: float = _f(0.8, "Sampling temperature for maj@k / pass@k.")
-    max_new_tokens: int = _f(96, "Cap on generated tokens per test answer.")
+    max_new_tokens: int = _f(
+        0, "Cap on generated tokens per test answer; 0 = the pack's own (arith 96, gsm8k 384, math 768)."
+    )
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,34 @@ def by_group(groups: Sequence[str], values: Sequence[float]) -> dict[str, dict[s
     return {
         g: {"mean": mean_stderr(vs)[0], "stderr": mean_stderr(vs)[1], "n": len(vs)} for g, vs in sorted(out.items())
     }
+
+
+RANK_RULES = ("min", "last", "sum")
+
+
+def rank_score(step_scores: Sequence[float], rule: str) -> float:
+    """One number per solution from its step scores, for best-of-n: ``min`` (the weakest step,
+    as PRM best-of-n usually ranks; Lightman et al. 2023), ``last`` (the final step's score) or
+    ``sum``. A solution with no scored step ranks last."""
+    if rule not in RANK_RULES:
+        raise ValueError(f"rank rule must be one of {', '.join(RANK_RULES)}, got {rule!r}")
+    if not step_scores:
+        return -math.inf
+    if rule == "min":
+        return min(step_scores)
+    if rule == "last":
+        return step_scores[-1]
+    return sum(step_scores)
+
+
+def best_of(scores: Sequence[Sequence[float]], correct: Sequence[bool], rule: str) -> tuple[int, bool]:
+    """Best-of-n for one problem: the index of the sample ranked first by ``rule`` over its step
+    scores (ties go to the earlier sample) and whether it is correct."""
+    ranked = [rank_score(s, rule) for s in scores]
+    best = max(range(len(ranked)), key=lambda i: (ranked[i], -i))
+    return best, bool(correct[best])
+
+
+def ks_upto(top: int) -> list[int]:
+    """The k of the pass@k reported from ``top`` samples: 1, 2, 4, ... and ``top`` itself."""
+    return sorted({2**i for i in range(top.bit_length())} | {top})

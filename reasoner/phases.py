@@ -14,6 +14,7 @@ import torch
 
 from reasoner import evaluate as scores
 from reasoner import seeding
+from reasoner.benchmark import answer_tokens
 from reasoner.console import progress
 from reasoner.generation import Sampling
 from reasoner.records import Pair, Problem, StepLabels, Trajectory, Tree
@@ -86,8 +87,11 @@ def check_prompts(s: Session, problems: list[Problem], tokenizer) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- verify
-def check_answers(s: Session, problems: dict[str, Problem], trajectories: list[Trajectory]) -> None:
-    """Fill answer, correct, outcome_reward and the pack's gold step labels in place."""
+def check_answers(
+    s: Session, problems: dict[str, Problem], trajectories: list[Trajectory], gold_steps: bool = True
+) -> None:
+    """Fill answer, correct, outcome_reward and (with ``gold_steps``) the pack's gold step labels
+    in place."""
     extract = get_extractor(s.config.verify.extractor or s.pack.extractor)
     verify = get_verifier(s.pack.verifier)
     for t in trajectories:
@@ -97,7 +101,7 @@ def check_answers(s: Session, problems: dict[str, Problem], trajectories: list[T
         t.correct = verdict.correct
         t.outcome_reward = 1.0 if verdict.correct else 0.0
         t.meta["verdict"], t.meta["reason"] = verdict.status, verdict.reason
-        gold = s.pack.check_steps(problem, t.steps)
+        gold = s.pack.check_steps(problem, t.steps) if gold_steps else None
         if gold is not None:
             t.meta["gold_steps"] = gold
 
@@ -161,14 +165,15 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     spec = s.policy_after(k)
     backend = s.backend(spec)
     prompts = check_prompts(s, problems, backend.tokenizer)
-    greedy = Sampling(temperature=0.0, max_new_tokens=ec.max_new_tokens, batch_size=cfg.generate.batch_size)
+    max_new = answer_tokens(s.pack.name, ec.max_new_tokens)
+    greedy = Sampling(temperature=0.0, max_new_tokens=max_new, batch_size=cfg.generate.batch_size)
     with progress(f"iter {k} evaluate", len(problems) * (1 + ec.k)) as update:
         outs = backend.generate(prompts, greedy, progress=update)
         sampled = []
         if ec.k:
             sampling = Sampling(
                 temperature=ec.temperature,
-                max_new_tokens=ec.max_new_tokens,
+                max_new_tokens=max_new,
                 batch_size=cfg.generate.batch_size,
                 seed=seeding.derive(cfg.run.seed, "eval", k),
             )
@@ -186,6 +191,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             text=o.text,
             source="greedy",
             num_tokens=len(o.token_ids),
+            meta={"finish": o.finish_reason},
         )
         for p, pr, o in zip(problems, prompts, outs, strict=True)
     ]
@@ -197,6 +203,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             steps=s.pack.split_steps(o.text),
             text=o.text,
             source="sample",
+            meta={"finish": o.finish_reason},
         )
         for i, o in enumerate(sampled)
     ]
@@ -204,18 +211,21 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     check_answers(s, by_id, trajs + samples)
     report = summarise(problems, trajs, samples, ec.k)
     policy = s.run.rel(Path(spec)) if k > 0 else spec  # run-relative: runs can be moved
-    report.update(iteration=k, policy=policy, test_size=len(problems))
+    report.update(iteration=k, policy=policy, test_size=len(problems), max_new_tokens=max_new)
     rels = [s.run.write_json(k, "eval.json", report), s.run.write_records(k, "eval_samples.jsonl", trajs)]
     return rels, {
-        key: report[key] for key in ("pass@1", "pass@1_stderr", f"maj@{ec.k}", f"pass@{ec.k}") if key in report
+        key: report[key]
+        for key in ("pass@1", "pass@1_stderr", f"maj@{ec.k}", f"sampled_pass@{ec.k}", "cut_by_token_cap")
+        if key in report
     }
 
 
 def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[Trajectory], k: int) -> dict:
     correct = [1.0 if t.correct else 0.0 for t in greedy]
     p1, se = scores.mean_stderr(correct)
-    report: dict[str, Any] = {"pass@1": p1, "pass@1_stderr": se}
+    report: dict[str, Any] = {"pass@1": p1, "pass@1_stderr": se}  # greedy; sampled figures say so
     report["answer_found"] = sum(t.answer is not None for t in greedy) / max(len(greedy), 1)
+    report["cut_by_token_cap"] = sum(t.meta.get("finish") == "length" for t in greedy) / max(len(greedy), 1)
     steps = [t.meta.get("gold_steps") for t in greedy]
     if any(g is not None for g in steps):
         valid = [1.0 if t.correct and False not in (g or []) else 0.0 for t, g in zip(greedy, steps, strict=True)]
@@ -231,7 +241,7 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
         ]
         pk = [scores.pass_at_k(len(groups[p.id]), sum(bool(t.correct) for t in groups[p.id]), k) for p in problems]
         report[f"maj@{k}"] = sum(maj) / len(maj)
-        report[f"pass@{k}"] = sum(pk) / len(pk)
+        report[f"sampled_pass@{k}"] = sum(pk) / len(pk)
     return report
 
 
@@ -250,7 +260,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
     settings = SearchSettings(
         samples=samples,
         temperature=cfg.generate.temperature,
-        max_new_tokens=cfg.evaluate.max_new_tokens,
+        max_new_tokens=answer_tokens(s.pack.name, cfg.evaluate.max_new_tokens),
         batch_size=cfg.generate.batch_size,
         seed=seeding.derive(cfg.run.seed, "step-eval", k),
     )

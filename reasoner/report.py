@@ -174,3 +174,27 @@ def steps_table(result: dict) -> Table:
             f"{r['correct_acc']:.4f}",
         )
     return table
+
+
+def model_eval_table(result: dict[str, Any]) -> Table:
+    """`reasoner evaluate --model`: the headline figures, then per-level / per-subject rows."""
+    title = f"{result['model']} on {result['pack']} ({result['problems']} problems, {result['prompt_style']} prompt)"
+    table = Table(title=title)
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right")
+    table.add_column("n", justify="right")
+    n = str(result["problems"])
+    table.add_row("greedy accuracy", f"{100 * result['greedy_accuracy']:.1f}% ± {100 * result['greedy_stderr']:.1f}", n)
+    for key in sorted(k for k in result if k.startswith(("sampled_pass@", "maj@"))):
+        table.add_row(key.replace("_", " "), f"{100 * result[key]:.1f}%", n)
+    for key, best in result.items():
+        if key.startswith("best_of_"):
+            table.add_row(
+                f"{key.replace('_', ' ')} ({best['reward']}, {best['rank']})", f"{100 * best['accuracy']:.1f}%", n
+            )
+    table.add_row("answers cut by the token cap", f"{100 * result['cut_by_token_cap']:.1f}%", n)
+    for group in ("by_level", "by_subject"):
+        for name, g in result.get(group, {}).items():
+            label = f"level {name}" if group == "by_level" else name
+            table.add_row(f"  {label}", f"{100 * g['mean']:.1f}% ± {100 * g['stderr']:.1f}", str(g["n"]))
+    return table
