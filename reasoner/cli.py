@@ -391,24 +391,41 @@ def runs(
 
 @app.command("report")
 def report_cmd(
-    run: RunOpt,
-    plot: Annotated[Path | None, typer.Option(help="Write an SVG plot of pass@1 and training loss.")] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", metavar="RUN", help="Run folder, or a name under ./runs/.")
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option("--compare", metavar="RUN", help="Overlay several runs in the same figures (repeatable)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for report.md and the PNG figures (default RUN.report or compare.report)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Per-iteration evaluation table of a run; optionally an SVG plot of its metrics. Reads the
-    run only."""
+    """Per-iteration evaluation table of a run, and report.md with PNG figures (held-out accuracy
+    with error bars, training loss per phase, rewards, step-level F1, B-STaR); with --compare,
+    several runs overlaid. Reads the runs only."""
+    names = [*([run] if run else []), *(compare or [])]
+    if not names:
+        _fail(UserError("report needs --run RUN, or --compare RUN --compare RUN ..."))
     try:
-        rd = RunDir(run_path(run))
-        rd.saved_config()
+        rds = [RunDir(run_path(n)) for n in names]
+        for rd in rds:
+            rd.saved_config()
         if as_json:
-            _json(report.run_rows(rd))
+            _json({rd.path.name: report.run_rows(rd) for rd in rds} if len(rds) > 1 else report.run_rows(rds[0]))
         else:
-            out.print(report.run_table(rd))
-        if plot is not None:
-            report.write_svg(rd, plot)
-            console.print(f"wrote {plot}", markup=False, highlight=False)
+            for rd in rds:
+                out.print(report.run_table(rd))
+        first = rds[0].path
+        folder = out_dir or (first.with_name(first.name + ".report") if len(rds) == 1 else Path("compare.report"))
+        md, figures = report.write_report(rds, folder)
     except UserError as err:
         _fail(err)
+    made = ", ".join(p.name for p in figures) or "no figures (see report.md)"
+    console.print(f"wrote {md} and {made}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

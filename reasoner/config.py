@@ -45,6 +45,9 @@ class RunConfig:
         " (at most $OMP_NUM_THREADS when set).",
     )
     baseline_eval: bool = _f(True, "Evaluate the starting model as iteration 0 before training.")
+    report_to: str = _f(
+        "none", "Metrics also go to RUN/tensorboard: auto (when tensorboard is installed), tensorboard, none."
+    )
 
     def __post_init__(self) -> None:
         if self.iterations < 1:

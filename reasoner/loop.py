@@ -138,7 +138,7 @@ def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phas
 def validate(config: Config) -> None:
     """Fail early, before a run folder is written: names no registry knows, model specs that
     name nothing loadable, a device this torch cannot use."""
-    from reasoner import models
+    from reasoner import board, models
     from reasoner.generation import get_backend
     from reasoner.search import get_searcher
     from reasoner.tasks import get_pack
@@ -146,6 +146,7 @@ def validate(config: Config) -> None:
     from reasoner.training.objectives import OBJECTIVES
     from reasoner.verifiers import get_extractor
 
+    board.wanted(config.run.report_to)
     t = config.task
     get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
     get_backend(config.generate.backend)

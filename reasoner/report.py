@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,44 +112,143 @@ def run_table(rd: RunDir) -> Table:
     return eval_table(run_rows(rd), title=f"run {rd.path.name}")
 
 
-def series(rd: RunDir) -> dict[str, list[tuple[float, float]]]:
-    """Plottable series: pass@1 by iteration and training loss by global step."""
-    evals, loss = [], []
-    offset, last_iter = 0, None
+@dataclass
+class RunSeries:
+    """What the figures of one run show, read from its metrics.jsonl and step evaluations."""
+
+    name: str
+    evals: dict[int, dict[str, float]] = field(default_factory=dict)  # iteration -> metrics
+    losses: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # phase -> (step, loss)
+    rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    step_f1: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    balance: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @staticmethod
+    def sampled_key(key: str) -> bool:
+        """Sampled figures (maj@k, sampled_pass@k; an old run's pass@k for k > 1)."""
+        if key.endswith("_stderr"):
+            return False
+        return key.startswith(("maj@", "sampled_pass@")) or (key.startswith("pass@") and key != "pass@1")
+
+
+BALANCE_KEYS = ("balance", "pass_at_k", "exploitation", "next_temperature")
+
+
+def run_series(rd: RunDir) -> RunSeries:
+    r = RunSeries(rd.path.name)
+    offsets: dict[str, float] = {}
+    last: dict[str, tuple[int, float]] = {}  # phase -> (iteration, last global step)
     for e in rd.metrics():
-        if e.get("phase") == "evaluate" and e.get("event") == "phase_complete" and "pass@1" in e:
-            evals.append((float(e["iteration"]), float(e["pass@1"])))
-        if e.get("phase") == "train" and "loss" in e and "step" in e:
-            if e["iteration"] != last_iter:
-                offset, last_iter = (loss[-1][0] if loss else 0), e["iteration"]
-            loss.append((offset + e["step"], float(e["loss"])))
-    return {"pass@1": evals, "train loss": loss}
+        phase, it = e.get("phase"), e.get("iteration")
+        if e.get("event") == "phase_complete":
+            if phase == "evaluate" and "pass@1" in e:
+                r.evals[it] = {k: v for k, v in e.items() if k.startswith(("pass@", "maj@", "sampled_pass@"))}
+            elif phase == "verify" and "accuracy" in e:
+                r.rewards.setdefault("verifier accuracy", []).append((it, e["accuracy"]))
+            elif phase == "label":
+                for k, v in e.items():
+                    if k.endswith("_mean"):
+                        r.rewards.setdefault(f"{k[:-5]} mean step reward", []).append((it, v))
+            elif phase == "balance":
+                for k in BALANCE_KEYS:
+                    if isinstance(e.get(k), int | float):
+                        r.balance.setdefault(k, []).append((it, e[k]))
+        elif "loss" in e and "step" in e and phase:
+            prev = last.get(phase)
+            if prev is not None and prev[0] != it:
+                offsets[phase] = prev[1]  # a new iteration continues the phase's step axis
+            x = offsets.get(phase, 0.0) + e["step"]
+            last[phase] = (it, x)
+            r.losses.setdefault(phase, []).append((x, float(e["loss"])))
+    steps_root = rd.path.with_name(rd.path.name + ".steps")
+    for f in sorted(steps_root.glob("iter_*/steps.json")):
+        data = json.loads(f.read_text())
+        for name, m in data.get("labellers", {}).items():
+            r.step_f1.setdefault(name, []).append((int(data["iteration"]), m["f1"]))
+    return r
 
 
-def write_svg(rd: RunDir, path: Path, width: int = 420, height: int = 220) -> None:
-    """Two small line charts side by side, as a dependency-free SVG."""
-    charts = []
-    for n, (name, points) in enumerate(series(rd).items()):
-        x0 = n * (width + 20)
-        charts.append(f'<text x="{x0 + 10}" y="16" font-size="13">{name}</text>')
-        charts.append(f'<rect x="{x0}" y="24" width="{width}" height="{height}" fill="none" stroke="#999"/>')
-        if len(points) >= 1:
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
-            xmin, xmax = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-            ymin, ymax = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-            pts = " ".join(
-                f"{x0 + 10 + (x - xmin) / (xmax - xmin) * (width - 20):.1f},"
-                f"{24 + height - 10 - (y - ymin) / (ymax - ymin) * (height - 20):.1f}"
-                for x, y in points
-            )
-            charts.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
-            charts.append(f'<text x="{x0 + 10}" y="{height + 40}" font-size="11">min {ymin:.3f}  max {ymax:.3f}</text>')
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 30}" height="{height + 50}">'
-        + "".join(charts)
-        + "</svg>\n"
-    )
-    atomic_write_text(path, svg)
+FIGURES = {
+    "accuracy.png": (
+        "accuracy",
+        "held-out greedy pass@1 per iteration with standard-error bars; sampled pass@k and maj@k dashed where measured",
+    ),  # fmt: skip
+    "loss.png": ("loss", "training loss of each phase (train, reward, judge, prime) against its step"),
+    "rewards.png": ("rewards", "share of rollouts the verifier accepts and each labeller's mean step reward"),
+    "step_f1.png": ("step_f1", "first-error F1 of each labeller against gold steps (`reasoner evaluate --steps`)"),
+    "bstar.png": ("bstar", "B-STaR: balance score, exploration (pass@k), exploitation and the next temperature"),
+}
+
+
+def _has(r: RunSeries, fig: str) -> bool:
+    return bool({"accuracy": r.evals, "loss": r.losses, "rewards": r.rewards, "step_f1": r.step_f1,
+                 "bstar": r.balance}[fig])  # fmt: skip
+
+
+def write_report(rds: list[RunDir], folder: Path) -> tuple[Path, list[Path]]:
+    """report.md and a PNG per figure with data (several runs: overlaid). Without matplotlib the
+    markdown is still written and says how to get the figures."""
+    from reasoner import plots
+
+    runs = [run_series(rd) for rd in rds]
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn: list[Path] = []
+    can_draw = plots.available()
+    lines = [f"# reasoner report: {', '.join(r.name for r in runs)}", ""]
+    lines += _accuracy_markdown(runs)
+    lines += ["## Figures", ""]
+    for filename, (fn, what) in FIGURES.items():
+        shown = [r for r in runs if _has(r, fn)]
+        if not shown:
+            lines.append(f"- {filename}: not drawn (no {fn.replace('_', ' ')} data in these runs)")
+            continue
+        summary = _figure_summary(fn, shown)
+        if can_draw:
+            drawn.append(getattr(plots, fn)(shown, folder / filename))
+            lines.append(f"- [{filename}]({filename}): {what}. {summary}")
+        else:
+            lines.append(f"- {filename}: {what}. {summary}")
+    if not can_draw:
+        lines += ["", 'PNG figures need matplotlib: `pip install -e ".[report]"` (or `pip install matplotlib`).']
+    md = folder / "report.md"
+    atomic_write_text(md, "\n".join(lines) + "\n")
+    return md, drawn
+
+
+def _accuracy_markdown(runs: list[RunSeries]) -> list[str]:
+    lines = ["## Held-out accuracy (greedy pass@1 ± standard error)", ""]
+    its = sorted({i for r in runs for i in r.evals})
+    if not its:
+        return [*lines, "No evaluation yet.", ""]
+    lines.append("| run | " + " | ".join(f"iter {i}" for i in its) + " |")
+    lines.append("|---|" + "---:|" * len(its))
+    for r in runs:
+        cells = [
+            f"{100 * r.evals[i]['pass@1']:.1f}% ± {100 * r.evals[i].get('pass@1_stderr', 0):.1f}"
+            if i in r.evals
+            else ""
+            for i in its
+        ]
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _figure_summary(fig: str, runs: list[RunSeries]) -> str:
+    """One sentence per run of what the figure shows, for a reader without a display."""
+    parts = []
+    for r in runs:
+        if fig == "accuracy":
+            its = sorted(r.evals)
+            a, b = r.evals[its[0]]["pass@1"], r.evals[its[-1]]["pass@1"]
+            parts.append(f"{r.name}: greedy pass@1 {100 * a:.1f}% (iter {its[0]}) -> {100 * b:.1f}% (iter {its[-1]})")
+        elif fig == "loss":
+            parts += [f"{r.name} {p}: {pts[0][1]:.3f} -> {pts[-1][1]:.3f} over {len(pts)} steps"
+                      for p, pts in sorted(r.losses.items())]  # fmt: skip
+        else:
+            data = {"rewards": r.rewards, "step_f1": r.step_f1, "bstar": r.balance}[fig]
+            parts += [f"{r.name} {k}: " + ", ".join(f"{v:.3f} (iter {i})" for i, v in pts)
+                      for k, pts in sorted(data.items())]  # fmt: skip
+    return "; ".join(parts) + "."
 
 
 def grade_table(counts) -> Table:

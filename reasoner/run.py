@@ -112,6 +112,7 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.lock_path = self.path / "lock"
         self.created_here = False  # set by the CLI's opener when this command made the run
+        self.board = None  # a TensorBoard view of the metrics, when run.report_to asks (see `open`)
 
     # ------------------------------------------------------------------------------ config
     def exists(self) -> bool:
@@ -139,6 +140,10 @@ class RunDir:
             raise
 
     def _open_locked(self, config: cfg.Config, overrides: list[str] | None) -> cfg.Config:
+        from reasoner import board
+
+        if board.wanted(config.run.report_to):
+            self.board = board.Board(self.path / "tensorboard", self.metrics())
         if not self.exists():
             atomic_write_text(self.config_path, cfg.to_toml(config))
             manifest = self.manifest()
@@ -167,6 +172,9 @@ class RunDir:
 
     def close(self) -> None:
         """Release the writer lock taken by `open` (a no-op when this process holds none)."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         writer_lock.release(self.lock_path)
 
     def __enter__(self) -> RunDir:
@@ -309,11 +317,14 @@ class RunDir:
     def log(self, event: dict[str, Any]) -> None:
         """Append one metrics line (with a timestamp) and fsync it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({**event, "time": time.time()}, sort_keys=True) + "\n"
+        event = {**event, "time": time.time()}
+        line = json.dumps(event, sort_keys=True) + "\n"
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+        if self.board is not None:
+            self.board.write(event)
 
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from tinyrun import TINY_SAMPLES
+from tinyrun import TINY_SAMPLES, as_sets
 from typer.testing import CliRunner
 
 from reasoner.cli import app
@@ -84,13 +84,62 @@ def test_resuming_with_a_changed_config_is_refused(tmp_path):
     assert result.exit_code == 2 and "train.policy.epochs: 1 -> 9" in " ".join(result.output.split())
 
 
-def test_report_writes_a_plot(tmp_path):
-    run = str(tmp_path / "r")
-    assert runner.invoke(app, ["iterate", "--run", run, *TINY]).exit_code == 0
-    out = tmp_path / "plot.svg"
-    result = runner.invoke(app, ["report", "--run", run, "--plot", str(out)])
+def test_report_writes_markdown_and_pngs_and_compares_runs(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from reasoner import plots
+
+    runs = [str(tmp_path / "r"), str(tmp_path / "r2")]
+    keys = as_sets([*TINY_SAMPLES, "run.report_to=none"])  # 3 iterations that train
+    assert runner.invoke(app, ["iterate", "--run", runs[0], *keys]).exit_code == 0
+    assert runner.invoke(app, ["iterate", "--run", runs[1], *keys, "--set", "run.seed=4"]).exit_code == 0
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["report", "--run", runs[0], "--out", str(out)])
     assert result.exit_code == 0 and "pass@1" in result.output
-    assert out.read_text().startswith("<svg") and "polyline" in out.read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["accuracy.png", "loss.png", "rewards.png"]  # no step F1, no B-STaR in this run
+    for name in pngs:
+        with Image.open(out / name) as im:
+            assert im.size == (int(plots.WIDTH * plots.DPI), int(plots.HEIGHT * plots.DPI))
+    md = (out / "report.md").read_text()
+    assert "| r | " in md and "[accuracy.png](accuracy.png)" in md and "greedy pass@1" in md
+    assert "step_f1.png: not drawn" in md
+    # two runs overlaid: one legend entry per run in the same figures
+    both = tmp_path / "both"
+    result = runner.invoke(app, ["report", "--compare", runs[0], "--compare", runs[1], "--out", str(both)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in both.glob("*.png")) == pngs
+    md = (both / "report.md").read_text()
+    assert "| r | " in md and "| r2 | " in md and "r2 train:" in md
+    # without matplotlib the markdown still says what the figures would show
+    monkeypatch.setattr(plots, "available", lambda: False)
+    bare = tmp_path / "bare"
+    result = runner.invoke(app, ["report", "--run", runs[0], "--out", str(bare)])
+    assert result.exit_code == 0 and not list(bare.glob("*.png"))
+    text = (bare / "report.md").read_text()
+    assert "- accuracy.png: held-out greedy pass@1" in text and "pip install" in text
+    assert runner.invoke(app, ["report"]).exit_code == 2
+
+
+def test_metrics_go_to_tensorboard_when_asked(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    result = runner.invoke(app, ["iterate", "--run", str(run), *as_sets([*TINY_SAMPLES, "run.report_to=tensorboard"])])
+    assert result.exit_code == 0, result.output
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "train/loss" in tags and "evaluate/pass@1" in tags
+    logged = [e for e in json.loads("[" + ",".join((run / "metrics.jsonl").read_text().splitlines()) + "]")
+              if e.get("phase") == "train" and "loss" in e]  # fmt: skip
+    assert [round(s.value, 5) for s in acc.Scalars("train/loss")] == [round(e["loss"], 5) for e in logged]
+    off = tmp_path / "off"
+    assert runner.invoke(app, ["iterate", "--run", str(off), *TINY, "--set", "run.report_to=none"]).exit_code == 0
+    assert not (off / "tensorboard").exists()
+    bad = runner.invoke(app, ["iterate", "--run", str(tmp_path / "x"), *TINY, "--set", "run.report_to=wandb"])
+    assert bad.exit_code == 2 and "run.report_to must be one of auto, tensorboard, none" in bad.output
 
 
 def test_grade_writes_verdicts_and_a_summary(tmp_path):
