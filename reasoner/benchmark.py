@@ -191,13 +191,18 @@ def run(req: Request, out: Path) -> dict[str, Any]:
     todo = [c for c, _ in enumerate(chunks) if not store.has(c)]
     if len(todo) < len(chunks):
         say(f"resuming {out}: {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
-    with progress(f"evaluate {Path(res.policy).name}", len(chunks)) as update:
-        update(len(chunks) - len(todo))
-        for n, c in enumerate(todo):
+    per = 1 + req.k  # generations per problem
+    done = sum(len(chunks[c]) for c in range(len(chunks)) if c not in todo) * per
+    with progress(f"evaluate {Path(res.policy).name}", len(problems) * per) as update:
+        update(done)
+        for c in todo:
             idx = chunks[c]
-            rows = _chunk(s, req, res, [problems[i] for i in idx], [prompts[i] for i in idx], max_new, c)
+            at = done
+            tick = lambda n, at=at: update(at + n)  # noqa: E731 - generations finished in this chunk
+            rows = _chunk(s, req, res, [problems[i] for i in idx], [prompts[i] for i in idx], max_new, c, tick)
             store.write(c, rows)
-            update(len(chunks) - len(todo) + n + 1)
+            done += len(idx) * per
+            update(done)
     rows = [row for c in range(len(chunks)) for _, row in iter_objects(store.path(c))]
     summary = summarise(problems, rows, req)
     summary.update(
@@ -216,14 +221,21 @@ def run(req: Request, out: Path) -> dict[str, Any]:
 
 
 def _chunk(
-    s: Session, req: Request, res: Resolved, problems: list[Problem], prompts: list[str], max_new: int, index: int
+    s: Session,
+    req: Request,
+    res: Resolved,
+    problems: list[Problem],
+    prompts: list[str],
+    max_new: int,
+    index: int,
+    tick=lambda n: None,
 ) -> list[dict[str, Any]]:
     """Greedy answers, ``k`` samples and their reward scores for one chunk of problems."""
     from reasoner.phases import check_answers
 
     backend = s.backend(res.policy)
     greedy = Sampling(temperature=0.0, max_new_tokens=max_new, batch_size=req.batch_size)
-    outs = backend.generate(prompts, greedy)
+    outs = backend.generate(prompts, greedy, progress=tick)
     sampled = []
     if req.k:
         sampling = Sampling(
@@ -232,7 +244,9 @@ def _chunk(
             batch_size=req.batch_size,
             seed=seeding.derive(req.seed, "evaluate", index),
         )
-        sampled = backend.generate([p for p in prompts for _ in range(req.k)], sampling)
+        sampled = backend.generate(
+            [p for p in prompts for _ in range(req.k)], sampling, progress=lambda n: tick(len(prompts) + n)
+        )
     by_id = {p.id: p for p in problems}
 
     def traj(p: Problem, prompt: str, o, name: str) -> Trajectory:

@@ -21,6 +21,7 @@ def load_split(
         raise PackError(f"pack {pack} has splits train and test, not {split!r}")
     import datasets
 
+    datasets.disable_progress_bars()  # "Generating train split" bars are noise in a phase's output
     folder = Path(source).expanduser()
     if folder.is_dir():
         names = (split,) if split == "train" else test_names
