@@ -13,6 +13,7 @@ from typing import Any
 from reasoner.records import Problem
 from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
 from reasoner.tasks.loading import load_split
+from reasoner.verifiers.grade import gold_text
 
 SYSTEM = "Solve the problem step by step, one step per line. Finish with 'The answer is N.'"
 
@@ -37,10 +38,11 @@ class GSM8KPack:
         out = []
         for i in indices[:n]:
             row = rows[i]
-            for key in ("question", "answer"):
-                if not isinstance(row.get(key), str):
-                    raise PackError(f"gsm8k {split} row {i + 1}: field '{key}' missing or not text")
-            solution, _, answer = row["answer"].rpartition("####")
+            raw = gold_text(row.get("answer"))  # "... #### 72", or a number stored as a number
+            if not isinstance(row.get("question"), str) or raw is None:
+                key = "question" if not isinstance(row.get("question"), str) else "answer"
+                raise PackError(f"gsm8k {split} row {i + 1}: field '{key}' missing or not text")
+            solution, _, answer = raw.rpartition("####")
             solution = re.sub(r"<<[^>]*>>", "", solution).strip()
             out.append(
                 Problem(

@@ -13,6 +13,7 @@ from typing import Any
 from reasoner.records import Problem
 from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
 from reasoner.tasks.loading import load_split
+from reasoner.verifiers.grade import gold_text
 
 SYSTEM = "Solve the problem. Separate reasoning steps with a blank line and put the final answer in \\boxed{}."
 
@@ -37,16 +38,17 @@ class MathPack:
         out = []
         for i in indices[:n]:
             row = rows[i]
-            for key in ("problem", "answer"):
-                if not isinstance(row.get(key), str):
-                    raise PackError(f"math {split} row {i + 1}: field '{key}' missing or not text")
+            answer = gold_text(row.get("answer"))  # a number stored as a number (145.0) is accepted
+            if not isinstance(row.get("problem"), str) or answer is None:
+                key = "problem" if not isinstance(row.get("problem"), str) else "answer"
+                raise PackError(f"math {split} row {i + 1}: field '{key}' missing or not text")
             meta = {k: row[k] for k in ("level", "subject", "unique_id") if row.get(k) is not None}
             out.append(
                 Problem(
                     id=f"math-{split}-{i}",
                     pack=self.name,
                     question=row["problem"],
-                    answer=row["answer"],
+                    answer=answer,
                     solution=row.get("solution") or "",
                     meta=meta,
                 )

@@ -60,3 +60,17 @@ def test_packs_say_which_step_states_the_answer():
     arith = get_pack("arith")
     assert arith.is_final("So the answer is 7.") and arith.is_final("$\\boxed{7}$")
     assert not arith.is_final("7 - 2 = 5")
+
+
+def test_numeric_golds_are_accepted_by_the_packs(tmp_path):
+    import json
+
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps({"problem": "1+1?", "answer": 2}) + "\n" + json.dumps({"problem": "x?", "answer": 145.0}) + "\n"
+    )
+    assert [p.answer for p in get_pack("math", source=str(tmp_path)).problems("test", 2, 0)] == ["2", "145"]
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q?", "answer": 7}) + "\n")
+    assert get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)[0].answer == "7"
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q?", "answer": True}) + "\n")
+    with pytest.raises(PackError, match="row 1: field 'answer'"):
+        get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)

@@ -299,3 +299,29 @@ def test_prime_run_killed_mid_training_resumes_identically(tmp_path):
     err = _finish(_start(run, None))
     assert "iter 1 prime: resuming from step" in err
     _assert_same(run, snap)
+
+
+def test_sigkill_mid_evaluation_resumes_to_the_same_figures(tmp_path):
+    """`reasoner evaluate --model`: killed after its first saved chunk, the same command resumes
+    at the next chunk and ends with the figures and samples of an uninterrupted evaluation."""
+    data = tmp_path / "mine.jsonl"
+    data.write_text(
+        "".join(json.dumps({"question": f"What is {i} plus {i}?", "answer": 2 * i}) + "\n" for i in range(12))
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+    def cmd(out: Path) -> list[str]:
+        args = ["--model", "tiny", "--pack", "arith", "--data", str(data), "--k", "3", "--max-new-tokens", "24"]
+        return [sys.executable, "-m", "reasoner.cli", "evaluate", *args, "--chunk", "2", "--out", str(out)]
+
+    whole = tmp_path / "whole"
+    subprocess.run(cmd(whole), check=True, env=env, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    _kill_when(proc, lambda: (cut / "parts" / "part-00000.jsonl").exists())
+    assert not (cut / "eval.json").exists() and len(list((cut / "parts").glob("part-*.jsonl"))) < 6
+    again = subprocess.run(cmd(cut), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    assert json.loads((cut / "eval.json").read_text()) == json.loads((whole / "eval.json").read_text())
+    assert (cut / "samples.jsonl").read_text() == (whole / "samples.jsonl").read_text()
