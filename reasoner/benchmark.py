@@ -127,7 +127,8 @@ def session_for(req: Request, res: Resolved, out: Path) -> Session:
     )
     conf = replace(
         base,
-        model=replace(base.model, policy=res.policy),
+        # the run's prompt-length cap was set for its own pack's prompts
+        model=replace(base.model if same_pack else cfg.ModelConfig(), policy=res.policy),
         task=task,
         label=label,
         run=replace(base.run, device=req.device, seed=req.seed),
