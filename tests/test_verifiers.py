@@ -220,11 +220,18 @@ PROSE = [
     ("2 \\text{ or } -2", "The answer is $\\boxed{-2, 2}$.", C),
     ("2 \\text{ or } -2", "The answer is $\\boxed{2}$.", I),
     ("2 \\text{ or } -2", "The answer is $\\boxed{\\pm 3}$.", I),
+    ("3 or -3", "So the answer is $x = \\pm 3$.", C),
+    ("3 or -3", "So the answer is $y = \\pm 4$.", I),
+    # a choice named in prose
+    ("B", "The correct option is (B).", C),
+    ("B", "The correct option is (C).", I),
+    ("\\text{(C)}", "The answer is (C) 12.", C),
     # units glued to a radical in the gold
     ("6\\sqrt{2}cm", "The answer is $\\boxed{6\\sqrt{2}}$.", C),
     ("6\\sqrt{2} units", "The answer is $\\boxed{6\\sqrt{2}}$.", C),
     ("4\\sqrt{3}\\text{units}^2", "The answer is $\\boxed{4\\sqrt{3}}$.", C),
     ("6\\sqrt{2} units", "The answer is $\\boxed{6\\sqrt{3}}$.", I),
+    ("3\\sqrt{2}\\text{ m/s}", "The answer is $3\\sqrt{2}$.", C),
     ("\\frac{1}{2}ab", "The answer is $\\boxed{\\frac{1}{2}}$.", I),
 ]
 

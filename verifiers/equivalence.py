@@ -131,6 +131,10 @@ def symbolic(gold: str, prediction: str) -> Verdict:
     if decided is not None:
         return decided
     g, p = _as_lists(clean(gold), clean(prediction))
+    gvar, grhs = _split_equation(g)
+    pvar, prhs = _split_equation(p)
+    if gvar is None or pvar is None or gvar == pvar:  # "x = \\pm 3" against "3 or -3"
+        g, p = grhs, prhs
     if _HUGE.search(p):
         return Verdict(UNVERIFIABLE, "refused: huge power or factorial")
     gold_expr = _parse(g)

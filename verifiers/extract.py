@@ -106,6 +106,9 @@ def flexible(text: str) -> str | None:
     return numbers[-1].rstrip(".,") if numbers else None
 
 
+_CHOICE = re.compile(r"\(([A-E])\)|\b(?:option|choice)\s*:?\s*\(?([A-E])\b")
+
+
 def last_sentence(text: str) -> str | None:
     """The last sentence of a text (a line or a period ends one), for a word answer stated in
     prose."""
@@ -116,11 +119,16 @@ def last_sentence(text: str) -> str | None:
 def answer_for(extract: Callable[[str], str | None], text: str, gold: str) -> str | None:
     """What ``extract`` finds in ``text``, except that a word gold (Monday, Tom) with no marked
     answer is looked for in the last sentence, where prose states it, not in the last number."""
-    from reasoner.verifiers.normalize import is_textual
+    from reasoner.verifiers.normalize import choice_letter, is_textual
 
     found = extract(text)
     if extract is strict:
         return found
+    if choice_letter(gold) is not None and strict(text) is None:
+        sentence = last_sentence(text) or ""
+        letters = [a or b for a, b in _CHOICE.findall(sentence)]
+        if letters:  # "The correct option is (B)."
+            return f"({letters[-1]})"
     if is_textual(gold) and (found is None or strict(text) is None):
         return last_sentence(text) or found
     return found

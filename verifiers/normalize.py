@@ -19,7 +19,7 @@ _MONEY = re.compile(r"\\\$|\$|\\euro|€|£")
 _PERCENT = re.compile(r"\\%|%")
 # Trailing unit words of two letters or more ("5 apples", "9 (apples)"); "5x" and "5r^5" keep theirs.
 _UNIT_WORDS = re.compile(r"(?<=\d)\s*(?:\((?:[a-z ]+)\)|(?:[a-z]{2,}\.?\s*){1,3}(?:\^\d|\^\{\d\})?)$", re.I)
-_TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-zA-Z][a-zA-Z .]*\}\s*(?:\^\{?\d\}?)?$")
+_TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-zA-Z][a-zA-Z ./]*\}\s*(?:\^\{?\d\}?)?$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SCI = re.compile(r"^([-+]?\d+(?:\.\d+)?)(?:e([-+]?\d{1,4})|(?:\\times|\\cdot|\*|x)10\^\{?([-+]?\d{1,4})\}?)$", re.I)
 _FRAC = re.compile(
