@@ -173,6 +173,13 @@ def validate(config: Config) -> None:
     from reasoner.training.selection import RULES as SELECTION_RULES
 
     SELECTION_RULES.lookup(config.train.select_rule)
+    SELECTION_RULES.lookup(config.train.rank_rule)
+    objective = OBJECTIVES.lookup(config.train.policy.objective)
+    if getattr(objective, "rankings", False) and config.train.rank_by not in config.label.labellers:
+        raise ConfigError(
+            f"train.policy.objective = {config.train.policy.objective!r} ranks samples by train.rank_by = "
+            f"{config.train.rank_by!r}, but label.labellers does not run it; add it there"
+        )
     if config.train.select_by and config.train.select_by not in config.label.labellers:
         raise ConfigError(
             f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"

@@ -7,6 +7,7 @@ from here. A joint-training method adds its phases and its recipe here, nothing 
 | `rft` | generate, verify, label, train, evaluate |
 | `prm` | generate, verify, label, train, reward, judge, evaluate |
 | `prime` | generate, verify, prime (policy and implicit PRM together), evaluate |
+| `cream` | generate, verify, label, train (objective `cream`), reward, evaluate |
 
 `balance.enabled` ends any recipe's iteration with B-STaR's `balance` phase.
 """
@@ -104,6 +105,7 @@ RECIPES: Registry[tuple[str, ...]] = Registry("recipe")
 RECIPES["rft"] = ("generate", "verify", "label", "train", "evaluate")
 RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "evaluate")
 RECIPES["prime"] = ("generate", "verify", "prime", "evaluate")
+RECIPES["cream"] = ("generate", "verify", "label", "train", "reward", "evaluate")
 
 
 def get_recipe(name: str) -> list[Phase]:

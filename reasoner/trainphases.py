@@ -14,7 +14,7 @@ import torch
 from reasoner import models, seeding
 from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.console import progress, say
-from reasoner.records import Pair, StepLabels, Trajectory
+from reasoner.records import Pair, Problem, StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
 from reasoner.run import RunError
@@ -104,6 +104,9 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         fixed = plan.get("threshold") if plan.get("reward") == cfg.train.select_by else None
         filtered, picked = select_by_reward(filtered, cfg.train, fixed)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
+    options: dict[str, Any] = {"pairs": tuple(cfg.train.pairs)}
+    if getattr(objective, "rankings", False):
+        options.update(reward_rankings(s, k, filtered))
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
 
@@ -119,7 +122,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
                 step_separator=s.pack.step_separator,
                 # the model this iteration starts from; loaded only by objectives that ask
                 reference=lambda ids: s.backend(s.policy_spec(k)).score_ids(ids),
-                options={"pairs": tuple(cfg.train.pairs)},
+                options=options,
             )
         )
 
@@ -128,6 +131,29 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     if cfg.train.filter_labeller:
         metrics["filtered_out"] = len(trajectories) - len(filtered)
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
+
+
+def reward_rankings(s: Session, k: int, trajectories: list[Trajectory]) -> dict[str, dict[str, float]]:
+    """Scores of each sample by the current reward (the label phase's labels from labeller
+    `train.rank_by`, by ``reward@k-1`` / ``judge@k-1``) and by the previous one (the same labeller
+    run again with the models of iteration k-1: ``reward@k-2``), each aggregated by
+    `train.rank_rule`, for objectives that compare two rankings (CREAM)."""
+    cfg = s.config
+    name = cfg.train.rank_by
+    if name not in cfg.label.labellers:
+        raise ConfigError(f"train.policy.objective {cfg.train.policy.objective!r} ranks samples by a reward: "
+                          f"train.rank_by ({name!r}) must be a labeller that label.labellers runs")  # fmt: skip
+    rule = selection.RULES.lookup(cfg.train.rank_rule)
+    current = {
+        lab.trajectory_id: rule(lab.labels)
+        for lab in s.run.read_records(k, "labels.jsonl", StepLabels)
+        if lab.labeller == name
+    }
+    scored = [t for t in trajectories if t.id in current]
+    problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
+    before = s.label_context(k - 1, problems)  # the models iteration k-1 was labelled with
+    previous = {lab.trajectory_id: rule(lab.labels) for lab in get_labeller(name).label(scored, before)}
+    return {"current": current, "previous": previous}
 
 
 def training_view(trajectories: list[Trajectory], oracle: bool) -> list[Trajectory]:

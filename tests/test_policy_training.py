@@ -112,7 +112,7 @@ def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
     assert (tmp_path / "r" / "iter_0001" / "policy" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("objective", ["rft", "dpo"])
+@pytest.mark.parametrize("objective", ["rft", "dpo", "cream"])
 def test_scrambled_gold_step_labels_leave_training_data_unchanged_without_the_oracle(tiny, objective):
     """Gold step labels are for evaluation: without `verify.require_steps` (the oracle) no
     objective's examples depend on them; with it, RFT's do."""
@@ -135,7 +135,11 @@ def test_scrambled_gold_step_labels_leave_training_data_unchanged_without_the_or
             seed=1,
             require_steps=oracle,
             reference=lambda ids: [[-1.0] * len(c) for _, c in ids],
-            options={"pairs": ("outcome",)},
+            options={
+                "pairs": ("outcome",),
+                "current": {t.id: float(i % 5) for i, t in enumerate(trajs)},  # CREAM's two rankings
+                "previous": {t.id: float(i % 3) for i, t in enumerate(trajs)},
+            },
         )
         return get_objective(objective).from_rollouts(data)
 

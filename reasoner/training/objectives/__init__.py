@@ -15,6 +15,7 @@ def get_objective(name: str, **options):
     return OBJECTIVES.lookup(name)(**options)
 
 
+from reasoner.training.objectives import cream as _cream  # noqa: E402,F401
 from reasoner.training.objectives import dpo as _dpo  # noqa: E402,F401
 from reasoner.training.objectives import implicit_prm as _implicit_prm  # noqa: E402,F401
 from reasoner.training.objectives import judge_rl as _judge_rl  # noqa: E402,F401

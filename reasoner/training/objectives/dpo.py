@@ -97,6 +97,37 @@ def split_shared(chosen: str, rejected: str, separator: str) -> tuple[str, str, 
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
+def pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[torch.Tensor, ...]:
+    """(B,) summed log-probs of each pair's chosen and rejected completion under ``model``, and
+    the stored reference ones: one forward over both halves."""
+    prompts = [e.prompt_ids for e in batch]
+    both = completion_logprobs(
+        model, prompts + prompts, [e.chosen_ids for e in batch] + [e.rejected_ids for e in batch], pad_id, device
+    )
+    summed = (both[0] * both[1]).sum(-1)
+    chosen, rejected = summed[: len(batch)], summed[len(batch) :]
+    ref_c = torch.tensor([e.ref_chosen for e in batch], device=chosen.device)
+    ref_r = torch.tensor([e.ref_rejected for e in batch], device=chosen.device)
+    return chosen, rejected, ref_c, ref_r
+
+
+def with_reference(data: RolloutData, raw: list[tuple[str, str, str, float, str]]) -> list[DPOExample]:
+    """Tokenise (prompt, chosen, rejected, weight, kind) pairs and score both completions once
+    under the reference."""
+    encoded = [(data.ids(p), data.ids(c), data.ids(r), w, k) for p, c, r, w, k in raw]
+    encoded = [e for e in encoded if e[1] and e[2]]
+    if not encoded:
+        return []
+    if data.reference is None:
+        raise ValueError("dpo needs the reference model's log-probabilities (RolloutData.reference)")
+    scores = data.reference([(p, c) for p, c, *_ in encoded] + [(p, r) for p, _, r, *_ in encoded])
+    n = len(encoded)
+    return [
+        DPOExample(p, c, r, float(sum(scores[i])), float(sum(scores[n + i])), w, k)
+        for i, (p, c, r, w, k) in enumerate(encoded)
+    ]
+
+
 @register("dpo")
 class DPO:
     name = "dpo"
@@ -120,31 +151,13 @@ class DPO:
                 shared, a, b = split_shared(p.chosen, p.rejected, data.step_separator)
                 if a and b:
                     raw.append((prompts[p.problem_id] + shared, a, b, p.weight, "step"))
-        if not raw:
-            return []
-        encoded = [(data.ids(p), data.ids(c), data.ids(r), w, k) for p, c, r, w, k in raw]
-        encoded = [e for e in encoded if e[1] and e[2]]
-        if data.reference is None:
-            raise ValueError("dpo needs the reference model's log-probabilities (RolloutData.reference)")
-        scores = data.reference([(p, c) for p, c, *_ in encoded] + [(p, r) for p, _, r, *_ in encoded])
-        n = len(encoded)
-        return [
-            DPOExample(p, c, r, float(sum(scores[i])), float(sum(scores[n + i])), w, k)
-            for i, (p, c, r, w, k) in enumerate(encoded)
-        ]
+        return with_reference(data, raw)
 
     def units(self, batch: list[DPOExample]) -> int:
         return len(batch)
 
     def loss(self, model, batch: list[DPOExample], pad_id: int, device):
-        prompts = [e.prompt_ids for e in batch]
-        both = completion_logprobs(
-            model, prompts + prompts, [e.chosen_ids for e in batch] + [e.rejected_ids for e in batch], pad_id, device
-        )
-        summed = (both[0] * both[1]).sum(-1)
-        chosen, rejected = summed[: len(batch)], summed[len(batch) :]
-        ref_c = torch.tensor([e.ref_chosen for e in batch], device=chosen.device)
-        ref_r = torch.tensor([e.ref_rejected for e in batch], device=chosen.device)
+        chosen, rejected, ref_c, ref_r = pair_logprobs(model, batch, pad_id, device)
         weights = torch.tensor([e.weight for e in batch], device=chosen.device)
         losses, margins = dpo_loss(chosen, rejected, ref_c, ref_r, self.beta)
         return (
