@@ -185,8 +185,9 @@ class TrainConfig:
         True, "Policy, select_by: calibrate the threshold on the iteration's training rollouts (outcomes only)."
     )
     select_threshold: float = _f(0.0, "Policy, select_by: the threshold when select_calibrate is false.")
-    rank_by: str = _f("implicit", "Policy objective cream: the labeller whose scores rank each prompt's samples.")
-    rank_rule: str = _f("sum", "Policy objective cream: a sample's reward from its step scores: min or sum.")
+    rank_by: str = _f("implicit", "Policy objectives cream, mutual: the labeller ranking each prompt's samples.")
+    rank_rule: str = _f("sum", "Policy objectives cream, mutual: a sample's reward from its step scores: min or sum.")
+    after_samples: int = _f(2, "Mutual-Taught M-step: samples per problem from the policy after the E-step.")
     prime_band: list[float] = _f(
         [0.2, 0.8], "PRIME: keep prompts whose share of correct samples lies in [low, high] (PRIME's filter)."
     )

@@ -8,6 +8,7 @@ from here. A joint-training method adds its phases and its recipe here, nothing 
 | `prm` | generate, verify, label, train, reward, judge, evaluate |
 | `prime` | generate, verify, prime (policy and implicit PRM together), evaluate |
 | `cream` | generate, verify, label, train (objective `cream`), reward, evaluate |
+| `mutual` | generate, verify, label, train (E-step, objective `mutual`), mstep (M-step), evaluate |
 
 `balance.enabled` ends any recipe's iteration with B-STaR's `balance` phase.
 """
@@ -96,6 +97,15 @@ PHASES: dict[str, Phase] = {
             resumes_itself=True,
             produces=("policy", "reward"),
         ),
+        Phase(
+            "mstep",
+            trainphases.mstep,
+            reads=("problems.jsonl", "rollouts.jsonl", "policy@k", "reward@k-1", "reference"),
+            writes=("after.jsonl", "reward"),
+            scratch=("after.jsonl", "train_state_mstep"),
+            resumes_itself=True,
+            produces=("reward",),
+        ),
         Phase("evaluate", phases.evaluate, reads=("policy@k",), writes=("eval.json", "eval_samples.jsonl")),
         Phase("balance", phases.balance, reads=("policy@k", "reward@k", "judge@k"), writes=("balance.json",)),
     )
@@ -106,6 +116,7 @@ RECIPES["rft"] = ("generate", "verify", "label", "train", "evaluate")
 RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "evaluate")
 RECIPES["prime"] = ("generate", "verify", "prime", "evaluate")
 RECIPES["cream"] = ("generate", "verify", "label", "train", "reward", "evaluate")
+RECIPES["mutual"] = ("generate", "verify", "label", "train", "mstep", "evaluate")
 
 
 def get_recipe(name: str) -> list[Phase]:

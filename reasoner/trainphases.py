@@ -105,8 +105,8 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         filtered, picked = select_by_reward(filtered, cfg.train, fixed)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
     options: dict[str, Any] = {"pairs": tuple(cfg.train.pairs)}
-    if getattr(objective, "rankings", False):
-        options.update(reward_rankings(s, k, filtered))
+    if getattr(objective, "rankings", ()):
+        options.update(reward_rankings(s, k, filtered, objective.rankings))
     pairs_path = s.run.artefact(k, "pairs.jsonl")
     pairs = s.run.read_records(k, "pairs.jsonl", Pair) if pairs_path.exists() else []
 
@@ -133,11 +133,14 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     return [s.run.rel(s.run.artefact(k, "policy"))], metrics
 
 
-def reward_rankings(s: Session, k: int, trajectories: list[Trajectory]) -> dict[str, dict[str, float]]:
+def reward_rankings(
+    s: Session, k: int, trajectories: list[Trajectory], which: tuple[str, ...] = ("current", "previous")
+) -> dict[str, dict[str, float]]:
     """Scores of each sample by the current reward (the label phase's labels from labeller
     `train.rank_by`, by ``reward@k-1`` / ``judge@k-1``) and by the previous one (the same labeller
     run again with the models of iteration k-1: ``reward@k-2``), each aggregated by
-    `train.rank_rule`, for objectives that compare two rankings (CREAM)."""
+    `train.rank_rule`, for objectives that rank samples by a reward (``which``: CREAM asks for both
+    rankings, Mutual-Taught's E-step for the current one)."""
     cfg = s.config
     name = cfg.train.rank_by
     if name not in cfg.label.labellers:
@@ -149,6 +152,8 @@ def reward_rankings(s: Session, k: int, trajectories: list[Trajectory]) -> dict[
         for lab in s.run.read_records(k, "labels.jsonl", StepLabels)
         if lab.labeller == name
     }
+    if "previous" not in which:
+        return {"current": current}
     scored = [t for t in trajectories if t.id in current]
     problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
     before = s.label_context(k - 1, problems)  # the models iteration k-1 was labelled with
@@ -328,3 +333,90 @@ def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     metrics = _fit(s, k, "prime", "policy", make, objective)
     metrics.update(prompts_total=len(groups), prompts_in_band=len(kept))
     return [s.run.rel(s.run.artefact(k, "policy")), s.run.rel(s.run.artefact(k, "reward"))], metrics
+
+
+# ------------------------------------------------------------------------- Mutual-Taught M-step
+def mstep(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
+    """Mutual-Taught's M-step: sample ``policy@k`` (after the E-step) `train.after_samples` times
+    on the iteration's problems (after.jsonl, written before training so that a resumed phase
+    reuses it), verify, and update the implicit PRM from ``reward@k-1`` on before/after pairs and
+    the verifier's outcome labels (objective `mutual_rm`)."""
+    from reasoner.phases import check_answers
+    from reasoner.training.objectives.implicit_prm import PRMExample
+    from reasoner.training.objectives.mutual import RMPair, before_after_pairs
+
+    cfg = s.config
+    oracle = cfg.verify.require_steps
+    problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
+    before = training_view(s.run.read_records(k, "rollouts.jsonl", Trajectory), oracle)
+    if any(t.correct is None for t in before):
+        raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
+    if s.run.artefact(k, "after.jsonl").exists():
+        after = s.run.read_records(k, "after.jsonl", Trajectory)
+    else:
+        after = _after_samples(s, k, before)
+        check_answers(s, problems, after)
+        s.run.write_records(k, "after.jsonl", after)
+    after = training_view(after, oracle)
+    pairs = before_after_pairs(before, after)
+    labelled = [t for t in before + after if t.correct is not None and t.text.strip()]
+    ref = s.backend(s.roles.spec("reference", k))
+
+    def make(tok):
+        def ids(text: str) -> list[int]:
+            return tok(text, add_special_tokens=False)["input_ids"]
+
+        seqs = [(ids(t.prompt), ids(t.text)) for t in labelled]
+        pair_ids = [(ids(g.prompt), ids(g.text), ids(b.text)) for g, b in pairs]
+        asked = seqs + [(p, c) for p, c, _ in pair_ids] + [(p, r) for p, _, r in pair_ids]
+        scores = ref.score_ids(asked) if asked else []
+        n, m = len(seqs), len(pair_ids)
+        out: list = [
+            PRMExample(p, c, scores[i], 1.0 if t.correct else 0.0)
+            for i, ((p, c), t) in enumerate(zip(seqs, labelled, strict=True))
+            if c
+        ]
+        out += [RMPair(p, c, r, scores[n + j], scores[n + m + j]) for j, (p, c, r) in enumerate(pair_ids) if c and r]
+        return out
+
+    metrics = _fit(s, k, "mstep", "reward", make, get_objective("mutual_rm", beta=cfg.label.implicit_beta))
+    metrics.update(
+        pairs=len(pairs),
+        after_preferred=sum(g.source == "after" for g, _ in pairs),
+        after_accuracy=sum(bool(t.correct) for t in after) / max(len(after), 1),
+        before_accuracy=sum(bool(t.correct) for t in before) / max(len(before), 1),
+    )
+    return [s.run.rel(s.run.artefact(k, "after.jsonl")), s.run.rel(s.run.artefact(k, "reward"))], metrics
+
+
+def _after_samples(s: Session, k: int, before: list[Trajectory]) -> list[Trajectory]:
+    from reasoner.generation import Sampling
+
+    cfg = s.config
+    n = cfg.train.after_samples
+    prompts: dict[str, str] = {}
+    for t in sorted(before, key=lambda t: t.id):
+        prompts.setdefault(t.problem_id, t.prompt)
+    order = sorted(prompts)
+    sampling = Sampling(
+        temperature=s.plan(k).get("temperature", cfg.generate.temperature),
+        top_p=cfg.generate.top_p,
+        max_new_tokens=cfg.generate.max_new_tokens,
+        batch_size=cfg.generate.batch_size,
+        seed=seeding.derive(cfg.run.seed, "mstep", k),
+    )
+    asked = [prompts[pid] for pid in order for _ in range(n)]
+    with progress(f"iter {k} mstep sample", len(asked)) as update:
+        outs = s.backend(s.policy_after(k)).generate(asked, sampling, progress=update)
+    return [
+        Trajectory(
+            id=f"{order[i // n]}/after{i % n}",
+            problem_id=order[i // n],
+            prompt=asked[i],
+            steps=s.pack.split_steps(o.text),
+            text=o.text,
+            source="after",
+            num_tokens=len(o.token_ids),
+        )
+        for i, o in enumerate(outs)
+    ]

@@ -301,6 +301,67 @@ def test_prime_run_killed_mid_training_resumes_identically(tmp_path):
     _assert_same(run, snap)
 
 
+MUTUAL_CONFIG = """
+[run]
+recipe = "mutual"
+iterations = 2
+seed = 3
+threads = 1
+baseline_eval = false
+[model]
+policy = "tiny"
+[task]
+pack = "arith"
+train_size = 8
+test_size = 2
+prompt = "zeroshot"
+[generate]
+samples = 4
+max_new_tokens = 24
+temperature = 1.0
+batch_size = 8
+chunk_size = 4
+[label]
+labellers = ["implicit"]
+[train]
+after_samples = 2
+[train.policy]
+objective = "mutual"
+lora_rank = 0
+micro_batch_size = 1
+batch_size = 1
+save_every = 1
+[train.reward]
+lora_rank = 0
+micro_batch_size = 1
+batch_size = 2
+save_every = 1
+[evaluate]
+k = 0
+max_new_tokens = 4
+"""
+
+
+@pytest.mark.parametrize("where", ["estep", "mstep"])
+def test_mutual_taught_killed_in_either_step_resumes_identically(tmp_path, where):
+    """Mutual-Taught: a SIGKILL in iteration 2's E-step (policy training) or M-step (the PRM's
+    update on before/after pairs, after its samples were saved) resumes to the artefacts of an
+    uninterrupted run."""
+    config = tmp_path / "c.toml"
+    config.write_text(MUTUAL_CONFIG)
+    _finish(_start(tmp_path / "reference", config))
+    snap = _snapshot(tmp_path / "reference")
+    assert snap["manifest.json"]["iterations"]["2"]["mstep"]["metrics"]["pairs"] >= 1
+    run = tmp_path / "run"
+    proc = _start(run, config)
+    phase, state = ("train", "train_state") if where == "estep" else ("mstep", "train_state_mstep")
+    latest = run / "iter_0002" / state / "latest"
+    _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000001")
+    err = _finish(_start(run, None))
+    assert f"iter 2 {phase}: resuming from step" in err
+    _assert_same(run, snap)
+
+
 def test_sigkill_mid_evaluation_resumes_to_the_same_figures(tmp_path):
     """`reasoner evaluate --model`: killed after its first saved chunk, the same command resumes
     at the next chunk and ends with the figures and samples of an uninterrupted evaluation."""

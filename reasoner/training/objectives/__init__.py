@@ -19,5 +19,6 @@ from reasoner.training.objectives import cream as _cream  # noqa: E402,F401
 from reasoner.training.objectives import dpo as _dpo  # noqa: E402,F401
 from reasoner.training.objectives import implicit_prm as _implicit_prm  # noqa: E402,F401
 from reasoner.training.objectives import judge_rl as _judge_rl  # noqa: E402,F401
+from reasoner.training.objectives import mutual as _mutual  # noqa: E402,F401
 from reasoner.training.objectives import prime as _prime  # noqa: E402,F401
 from reasoner.training.objectives import rft as _rft  # noqa: E402,F401

@@ -129,7 +129,7 @@ class CREAM:
 
     name = "cream"
     roles = ("policy",)
-    rankings = True  # the train phase supplies the current and previous reward scores
+    rankings = ("current", "previous")  # the train phase supplies both rewards' scores
 
     def __init__(self, beta: float = 0.1):
         self.beta = beta
