@@ -188,6 +188,10 @@ class TrainConfig:
     rank_by: str = _f("implicit", "Policy objectives cream, mutual: the labeller ranking each prompt's samples.")
     rank_rule: str = _f("sum", "Policy objectives cream, mutual: a sample's reward from its step scores: min or sum.")
     after_samples: int = _f(2, "Mutual-Taught M-step: samples per problem from the policy after the E-step.")
+    spark_ratio: float = _f(1.0, "Policy objective spark: auxiliary reward tasks per main (correct-sample) example.")
+    spark_tasks: list[str] = _f(
+        ["pointwise", "pairwise", "reflection"], "Policy objective spark: the auxiliary task kinds, drawn in turn."
+    )
     prime_band: list[float] = _f(
         [0.2, 0.8], "PRIME: keep prompts whose share of correct samples lies in [low, high] (PRIME's filter)."
     )

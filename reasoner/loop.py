@@ -180,6 +180,11 @@ def validate(config: Config) -> None:
             f"train.policy.objective = {config.train.policy.objective!r} ranks samples by train.rank_by = "
             f"{config.train.rank_by!r}, but label.labellers does not run it; add it there"
         )
+    from reasoner.training.objectives.spark import TASKS as SPARK_TASKS
+
+    unknown = [kind for kind in config.train.spark_tasks if kind not in SPARK_TASKS]
+    if unknown:
+        raise ConfigError(f"train.spark_tasks: {unknown[0]!r} is not one of {', '.join(SPARK_TASKS)}")
     if config.train.select_by and config.train.select_by not in config.label.labellers:
         raise ConfigError(
             f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"

@@ -9,6 +9,7 @@ from here. A joint-training method adds its phases and its recipe here, nothing 
 | `prime` | generate, verify, prime (policy and implicit PRM together), evaluate |
 | `cream` | generate, verify, label, train (objective `cream`), reward, evaluate |
 | `mutual` | generate, verify, label, train (E-step, objective `mutual`), mstep (M-step), evaluate |
+| `spark` | generate, verify, label (the policy judges itself), train (objective `spark`), evaluate |
 
 `balance.enabled` ends any recipe's iteration with B-STaR's `balance` phase.
 """
@@ -117,6 +118,7 @@ RECIPES["prm"] = ("generate", "verify", "label", "train", "reward", "judge", "ev
 RECIPES["prime"] = ("generate", "verify", "prime", "evaluate")
 RECIPES["cream"] = ("generate", "verify", "label", "train", "reward", "evaluate")
 RECIPES["mutual"] = ("generate", "verify", "label", "train", "mstep", "evaluate")
+RECIPES["spark"] = ("generate", "verify", "label", "train", "evaluate")
 
 
 def get_recipe(name: str) -> list[Phase]:

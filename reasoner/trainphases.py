@@ -104,7 +104,12 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         fixed = plan.get("threshold") if plan.get("reward") == cfg.train.select_by else None
         filtered, picked = select_by_reward(filtered, cfg.train, fixed)
     objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
-    options: dict[str, Any] = {"pairs": tuple(cfg.train.pairs)}
+    options: dict[str, Any] = {
+        "pairs": tuple(cfg.train.pairs),
+        "spark_ratio": cfg.train.spark_ratio,
+        "spark_tasks": tuple(cfg.train.spark_tasks),
+        "problems": {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)},
+    }
     if getattr(objective, "rankings", ()):
         options.update(reward_rankings(s, k, filtered, objective.rankings))
     pairs_path = s.run.artefact(k, "pairs.jsonl")

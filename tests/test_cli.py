@@ -19,7 +19,7 @@ runner = CliRunner()
         (["--set", "generate.searcher=dfs"], "unknown searcher 'dfs'; valid: beam, best_of_n, mcts"),
         (["--set", "model.policy=./no/such/folder"], "does not exist"),
         (["--set", "task.pack=gsm8k"], "needs task.source"),
-        (["--set", "run.recipe=ppo"], "unknown recipe 'ppo'; valid: cream, mutual, prime, prm, rft"),
+        (["--set", "run.recipe=ppo"], "unknown recipe 'ppo'; valid: cream, mutual, prime, prm, rft, spark"),
         (["--set", "train.policy.objective=implicit_prm"], "trains reward, not the policy"),
         (["--set", "search.beam_scorer=mc"], "search.beam_scorer = 'mc': that labeller cannot score partial solutions"),
         (["--set", "label.shaping=square"], "unknown shaper 'square'; valid: clip, delta, none"),

@@ -112,7 +112,7 @@ def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
     assert (tmp_path / "r" / "iter_0001" / "policy" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("objective", ["rft", "dpo", "cream", "mutual"])
+@pytest.mark.parametrize("objective", ["rft", "dpo", "cream", "mutual", "spark"])
 def test_scrambled_gold_step_labels_leave_training_data_unchanged_without_the_oracle(tiny, objective):
     """Gold step labels are for evaluation: without `verify.require_steps` (the oracle) no
     objective's examples depend on them; with it, RFT's do."""

@@ -74,3 +74,4 @@ from reasoner.rewards import gold as _gold  # noqa: E402,F401
 from reasoner.rewards import implicit as _implicit  # noqa: E402,F401
 from reasoner.rewards import judge as _judge  # noqa: E402,F401
 from reasoner.rewards import mc as _mc  # noqa: E402,F401
+from reasoner.rewards import selfjudge as _selfjudge  # noqa: E402,F401

@@ -22,3 +22,4 @@ from reasoner.training.objectives import judge_rl as _judge_rl  # noqa: E402,F40
 from reasoner.training.objectives import mutual as _mutual  # noqa: E402,F401
 from reasoner.training.objectives import prime as _prime  # noqa: E402,F401
 from reasoner.training.objectives import rft as _rft  # noqa: E402,F401
+from reasoner.training.objectives import spark as _spark  # noqa: E402,F401

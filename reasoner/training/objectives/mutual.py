@@ -1,4 +1,4 @@
-"""Mutual-Taught (Shu et al., "Mutual-Taught for Co-adapting Policy and Reward Models", arXiv
+"""Mutual-Taught (Shi et al., "Mutual-Taught for Co-adapting Policy and Reward Models", arXiv
 2506.06292): an EM loop in which the policy and its reward model teach each other.
 
 - E-step, objective `mutual` (the `train` phase): DPO on each prompt's pair ranked by the current
