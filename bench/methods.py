@@ -18,6 +18,14 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   dpo          DPO on outcome pairs and MCTS step pairs
   prime        PRIME RL (policy and implicit PRM together)
   bstar        rft-outcome with B-STaR's balance phase choosing each next temperature
+  cream        CREAM: DPO on pairs the implicit PRM ranks, weighed by its consistency with the last PRM
+  mutual       Mutual-Taught: E-step DPO ranked by the implicit PRM, M-step PRM on before/after pairs
+  spark        SPARK: RFT plus auxiliary reward tasks; the policy judges its own samples
+
+After each run, the reward it trained is scored (`--no-reward-accuracy` skips this): an implicit
+PRM by its first-error F1 against gold steps (`reasoner evaluate --steps`, 50 test problems x 4
+samples; gold used to evaluate only), SPARK's self-judge by its accuracy on held-out verified
+pairs (`reasoner evaluate --model RUN --k 4 --reward spark`, 100 test problems).
 """
 
 from __future__ import annotations
@@ -43,10 +51,35 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "dpo": ("dpo.toml", []),
     "prime": ("prime.toml", []),
     "bstar": ("bstar.toml", []),
+    "cream": ("cream.toml", []),
+    "mutual": ("mutual.toml", []),
+    "spark": ("spark.toml", []),
 }
+STEP_REWARD = {"rft-implicit", "prime", "cream", "mutual"}  # an implicit PRM trained alongside
+PAIR_REWARD = {"spark"}  # a solution-level judge: accuracy on verified pairs
 
 
-def run_method(name: str, root: Path, iterations: int, extra: list[str]) -> dict:
+def _cli(*args: str) -> dict | None:
+    done = subprocess.run([sys.executable, "-m", "reasoner.cli", *args, "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout)
+
+
+def reward_accuracy(name: str, run: Path, iterations: int) -> dict | None:
+    """The trained reward's accuracy after the last iteration (see the module docstring)."""
+    if name in STEP_REWARD:
+        got = _cli("evaluate", "--steps", "--run", str(run), "--problems", "50", "--samples", "4",
+                   "--set", 'label.labellers=["implicit"]', "--out", str(run) + ".steps-bench")  # fmt: skip
+        return {"implicit_first_error_f1": got["labellers"]["implicit"]["f1"]} if got else None
+    if name in PAIR_REWARD:
+        got = _cli("evaluate", "--model", f"{run}@{iterations}", "--limit", "100", "--k", "4",
+                   "--reward", "spark", "--out", str(run) + ".spark-bench")  # fmt: skip
+        return {"spark_pairwise_accuracy": got["best_of_4"]["pairwise_accuracy"]} if got else None
+    return None
+
+
+def run_method(name: str, root: Path, iterations: int, extra: list[str], score_reward: bool = True) -> dict:
     config, overrides = METHODS[name]
     run = root / name
     cmd = [
@@ -79,7 +112,10 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str]) -> dict
                 "minutes": round(seconds / 60, 1),
             }
         )
-    return {"method": name, "iterations": rows, "wall_minutes": round((time.time() - started) / 60, 1)}
+    out = {"method": name, "iterations": rows, "wall_minutes": round((time.time() - started) / 60, 1)}
+    if score_reward:
+        out["reward"] = reward_accuracy(name, run, iterations)
+    return out
 
 
 def main() -> None:
@@ -88,10 +124,13 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--no-reward-accuracy", action="store_true", help="skip scoring each run's trained reward")
     args = ap.parse_args()
     root = Path(args.root)
     load_before = os.getloadavg()[0]
-    results = [run_method(name, root, args.iterations, args.overrides) for name in args.only]
+    results = [
+        run_method(name, root, args.iterations, args.overrides, not args.no_reward_accuracy) for name in args.only
+    ]
     print(
         f"{'method':<13} " + " ".join(f"{'iter ' + str(i):>14}" for i in range(args.iterations + 1)) + "  valid steps"
     )
@@ -101,7 +140,8 @@ def main() -> None:
             continue
         cells = " ".join(f"{100 * x['pass@1']:>6.1f}% ±{100 * x['stderr']:>4.1f}" for x in r["iterations"])
         last = r["iterations"][-1]["valid_steps"]
-        print(f"{r['method']:<13} {cells}  {100 * (last or 0):>6.1f}%")
+        reward = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("reward") or {}).items() if v is not None)
+        print(f"{r['method']:<13} {cells}  {100 * (last or 0):>6.1f}%  {reward}")
     by = {r["method"]: r for r in results if "error" not in r}
 
     def gain(name: str) -> float | None:

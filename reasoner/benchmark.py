@@ -326,7 +326,18 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], req: Request)
         report["sampled_cut_by_token_cap"] = cut / max(sum(n for n, _ in counts), 1)
         if req.reward:
             picks = [scores.best_of(r["step_scores"], [x["correct"] for x in r["samples"]], req.rank)[1] for r in rows]
-            report[f"best_of_{req.k}"] = {"reward": req.reward, "rank": req.rank, "accuracy": sum(picks) / len(picks)}
+            pairs = [
+                scores.pairwise_accuracy(r["step_scores"], [x["correct"] for x in r["samples"]], req.rank) for r in rows
+            ]
+            hits, n_pairs = sum(h for h, _ in pairs), sum(n for _, n in pairs)
+            report[f"best_of_{req.k}"] = {
+                "reward": req.reward,
+                "rank": req.rank,
+                "accuracy": sum(picks) / len(picks),
+                # the reward's own accuracy: (correct, incorrect) sample pairs it orders right
+                "pairwise_accuracy": hits / n_pairs if n_pairs else None,
+                "verified_pairs": n_pairs,
+            }
     for key, label in (("level", "by_level"), ("subject", "by_subject")):
         groups = [(level_of(p) if key == "level" else str(p.meta.get(key, ""))) for p in problems]
         if any(groups):

@@ -84,3 +84,14 @@ def best_of(scores: Sequence[Sequence[float]], correct: Sequence[bool], rule: st
 def ks_upto(top: int) -> list[int]:
     """The k of the pass@k reported from ``top`` samples: 1, 2, 4, ... and ``top`` itself."""
     return sorted({2**i for i in range(top.bit_length())} | {top})
+
+
+def pairwise_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[bool], rule: str) -> tuple[float, int]:
+    """A reward's accuracy on one problem's verified pairs: over every (correct, incorrect)
+    pair of its samples, the share the reward ranks correct-first by ``rule`` (a tie counts
+    half). Returns (hits, pairs); (0, 0) when the problem has no such pair."""
+    ranked = [rank_score(s, rule) for s in scores]
+    good = [r for r, ok in zip(ranked, correct, strict=True) if ok]
+    bad = [r for r, ok in zip(ranked, correct, strict=True) if not ok]
+    hits = sum(1.0 if g > b else 0.5 if g == b else 0.0 for g in good for b in bad)
+    return hits, len(good) * len(bad)

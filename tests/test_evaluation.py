@@ -32,6 +32,11 @@ def test_rank_rules_and_best_of_against_hand_made_scores():
     assert scores.best_of(scores_, correct, "last") == (2, False)
     assert scores.best_of(scores_, correct, "sum") == (2, False)
     assert scores.best_of([[0.5], [0.5]], [False, True], "min") == (0, False)  # a tie: the earlier
+    # pairs (correct 1 vs incorrect 0, 2): min 0.4 > 0.2 yes, 0.4 > 0.1 yes; last 0.4 < 0.8, 0.4 < 3.0
+    assert scores.pairwise_accuracy(scores_, correct, "min") == (2.0, 2)
+    assert scores.pairwise_accuracy(scores_, correct, "last") == (0.0, 2)
+    assert scores.pairwise_accuracy([[0.5], [0.5]], [True, False], "min") == (0.5, 1)  # a tie counts half
+    assert scores.pairwise_accuracy([[0.5], [0.7]], [True, True], "min") == (0.0, 0)
     assert scores.best_of([[], [0.1]], [True, False], "min") == (1, False)  # no scored step ranks last
     with pytest.raises(ValueError, match="min, last, sum"):
         scores.rank_score([1.0], "mean")
@@ -62,7 +67,10 @@ def test_summary_names_greedy_apart_from_sampled_and_tables_levels_and_subjects(
     assert report["sampled_pass@1"] == pytest.approx(1 / 3)  # (1/2 + 1/2 + 0) / 3
     assert report["sampled_pass@2"] == pytest.approx(2 / 3)
     assert report["maj@2"] == pytest.approx(1 / 3)  # a: tie 1/2, first wins; b: first (3) wrong
-    assert report["best_of_2"] == {"reward": "implicit", "rank": "min", "accuracy": pytest.approx(1 / 3)}
+    best = report["best_of_2"]
+    assert (best["reward"], best["rank"], best["accuracy"]) == ("implicit", "min", pytest.approx(1 / 3))
+    # a: 0.9 (right) vs 0.1: hit; b: 0.2 (right) vs 0.8: miss; c has no correct sample
+    assert best["pairwise_accuracy"] == 0.5 and best["verified_pairs"] == 2
     assert report["cut_by_token_cap"] == pytest.approx(1 / 3)
     assert report["by_level"]["1"] == {"mean": 0.5, "stderr": 0.5, "n": 2}
     assert report["by_level"]["2"]["n"] == 1 and report["by_level"]["2"]["mean"] == 0.0
