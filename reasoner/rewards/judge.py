@@ -43,6 +43,13 @@ def judge_steps(requests: list[tuple[Problem, list[str], str]], ctx: LabelContex
     spec = ctx.settings.judge_model or ctx.policy
     backend = ctx.backend_for(spec)
     prompts = [render(judge_messages(p, e, s), backend.tokenizer) for p, e, s in requests]
+    texts, scores = sample_verdicts(backend, prompts, samples, ctx, seed)
+    return prompts, texts, scores
+
+
+def sample_verdicts(backend, prompts: list[str], samples: int, ctx: LabelContext, seed: int):
+    """``samples`` judgments of each prompt (greedy when one) and each prompt's mean verdict
+    (a judgment without one counts 0.5)."""
     sampling = Sampling(
         temperature=0.8 if samples > 1 else 0.0,
         max_new_tokens=ctx.settings.judge_max_new_tokens,
@@ -50,9 +57,9 @@ def judge_steps(requests: list[tuple[Problem, list[str], str]], ctx: LabelContex
         batch_size=ctx.batch_size,
     )
     outs = backend.generate([p for p in prompts for _ in range(samples)], sampling) if prompts else []
-    texts = [[o.text for o in outs[i * samples : (i + 1) * samples]] for i in range(len(requests))]
+    texts = [[o.text for o in outs[i * samples : (i + 1) * samples]] for i in range(len(prompts))]
     scores = [sum(0.5 if verdict(x) is None else verdict(x) for x in group) / samples for group in texts]
-    return prompts, texts, scores
+    return texts, scores
 
 
 @register("judge")

@@ -10,10 +10,9 @@ min, last and sum rank solutions alike. There is no separate reward model to tra
 
 from __future__ import annotations
 
-from reasoner.generation import Sampling
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import LabelContext, register
-from reasoner.rewards.judge import verdict
+from reasoner.rewards.judge import sample_verdicts
 
 
 def self_scores(trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
@@ -21,22 +20,10 @@ def self_scores(trajectories: list[Trajectory], ctx: LabelContext, seed: int) ->
     from reasoner.training.objectives.spark import pointwise_messages
 
     backend = ctx.backend_for(ctx.policy)
-    n = ctx.settings.judge_samples
     prompts = [
         render(pointwise_messages(ctx.problems[t.problem_id].question, t.text), backend.tokenizer) for t in trajectories
     ]
-    sampling = Sampling(
-        temperature=0.8 if n > 1 else 0.0,
-        max_new_tokens=ctx.settings.judge_max_new_tokens,
-        seed=seed,
-        batch_size=ctx.batch_size,
-    )
-    outs = backend.generate([p for p in prompts for _ in range(n)], sampling) if prompts else []
-    scores = []
-    for i in range(len(trajectories)):
-        found = [verdict(o.text) for o in outs[i * n : (i + 1) * n]]
-        scores.append(sum(0.5 if v is None else v for v in found) / n)
-    return scores
+    return sample_verdicts(backend, prompts, ctx.settings.judge_samples, ctx, seed)[1]
 
 
 @register("spark")
