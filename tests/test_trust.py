@@ -334,7 +334,8 @@ def test_results_go_to_stdout_and_progress_to_stderr(tmp_path):
     assert json.loads(done.stdout)["1"]["pass@1"] >= 0.0  # stdout is the result alone
     assert "iter 1 generate:" in done.stderr and "iter 1 generate" not in done.stdout
     report = _cli("report", "--run", str(run))
-    assert "pass@1" in report.stdout and report.stderr == ""
+    assert "pass@1" in report.stdout and "wrote" not in report.stdout
+    assert report.stderr.startswith("wrote ") and "report.md" in report.stderr.replace("\n", "")  # the log alone
     version = _cli("--version")
     assert version.stdout.startswith("reasoner 0.") and version.returncode == 0
     short = _cli("runs", "-h")
