@@ -77,7 +77,7 @@ class Resolved:
 def resolve_model(model: str) -> Resolved:
     """A model spec, a run (its latest trained policy) or ``RUN@K``."""
     from reasoner import loop, models
-    from reasoner.cli import run_path
+    from reasoner.run import run_path
 
     name, _, at = model.rpartition("@") if "@" in model else (model, "", "")
     path = run_path(name) if name else None
@@ -168,7 +168,6 @@ def run(req: Request, out: Path) -> dict[str, Any]:
     if req.reward and not req.k:
         raise UserError("--reward ranks sampled solutions: give --k N (N >= 2)")
     res = resolve_model(req.model)
-    out.mkdir(parents=True, exist_ok=True)
     s = session_for(req, res, out)
     if req.reward:
         from reasoner.rewards import get_labeller
@@ -184,6 +183,7 @@ def run(req: Request, out: Path) -> dict[str, Any]:
         "max_new_tokens": max_new,
         "problems": len(problems),
     }
+    out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be good
     check_settings(out, settings)
     backend = s.backend(res.policy)
     prompts = check_prompts(s, problems, backend.tokenizer)

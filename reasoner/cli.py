@@ -19,7 +19,7 @@ from reasoner import config as cfg
 from reasoner import grading, loop, report
 from reasoner.console import console, out
 from reasoner.errors import UserError
-from reasoner.run import RunDir, list_runs
+from reasoner.run import RunDir, list_runs, run_path
 
 app = typer.Typer(
     add_completion=False,
@@ -93,13 +93,6 @@ def _fail(err: UserError) -> None:
 
 def _json(data: object) -> None:
     out.print(json.dumps(data, indent=2, sort_keys=True), markup=False, highlight=False, soft_wrap=True)
-
-
-def run_path(name: str) -> Path:
-    path = Path(name)
-    if path.exists() or "/" in name or name.startswith("."):
-        return path
-    return Path("runs") / name
 
 
 def open_run(

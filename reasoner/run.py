@@ -446,6 +446,15 @@ class StateStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def run_path(name: str) -> Path:
+    """A run named on the command line: an existing path or one with a slash as written, else
+    a name under ./runs/."""
+    path = Path(name)
+    if path.exists() or "/" in name or name.startswith("."):
+        return path
+    return Path("runs") / name
+
+
 def list_runs(root: Path) -> list[RunDir]:
     if not root.exists():
         return []

@@ -165,9 +165,11 @@ def test_evaluate_model_refuses_what_it_cannot_do(tmp_path):
     assert result.exit_code == 2 and "--rank must be one of min, last, sum" in flat(result.output)
     result = runner.invoke(app, ["evaluate"])
     assert result.exit_code == 2 and "--run RUN" in result.output and "--model MODEL" in result.output
+    refused = tmp_path / "refused"
     result = runner.invoke(app, ["evaluate", "--model", "tiny", "--pack", "gsm8k", "--prompt", "fewshot",
-                                 "--data", str(tmp_path / "mine.jsonl")])  # fmt: skip
+                                 "--data", str(tmp_path / "mine.jsonl"), "--out", str(refused)])  # fmt: skip
     assert result.exit_code == 2 and "takes its examples from --source" in flat(result.output)
+    assert not refused.exists()  # a refused evaluation leaves no folder
 
 
 def test_a_runs_iterations_are_models_run_at_0_is_its_start(tmp_path):
