@@ -26,7 +26,6 @@ from reasoner.generation import Sampling
 from reasoner.records import Problem, Trajectory, iter_objects
 from reasoner.run import ChunkStore, RunDir, atomic_write_json
 from reasoner.session import Session
-from reasoner.tasks import render
 
 # Tokens a pack's answers need (evaluate.max_new_tokens = 0 picks these): measured with the
 # embedded model, 96 tokens cut 18 of 20 GSM8K and 14 of 20 MATH answers short.
@@ -217,7 +216,7 @@ def run(req: Request, out: Path) -> dict[str, Any]:
     )
     atomic_write_json(out / "eval.json", summary)
     (out / "samples.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    (out / "prompt.txt").write_text(render(s.pack.messages(problems[0]), backend.tokenizer))
+    (out / "prompt.txt").write_text(prompts[0])  # rendered once, by check_prompts
     return summary
 
 

@@ -108,8 +108,9 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         "pairs": tuple(cfg.train.pairs),
         "spark_ratio": cfg.train.spark_ratio,
         "spark_tasks": tuple(cfg.train.spark_tasks),
-        "problems": {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)},
     }
+    if getattr(objective, "needs_problems", False):  # SPARK's tasks restate the questions
+        options["problems"] = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
     if getattr(objective, "rankings", ()):
         options.update(reward_rankings(s, k, filtered, objective.rankings))
     pairs_path = s.run.artefact(k, "pairs.jsonl")

@@ -111,6 +111,7 @@ class SPARK(RFT):
     """RFT on the correct samples plus SPARK's auxiliary reward tasks, all supervised."""
 
     name = "spark"
+    needs_problems = True  # the train phase passes the iteration's problems (their questions)
 
     def from_rollouts(self, data: RolloutData) -> list[SFTExample]:
         from reasoner.tasks import render
