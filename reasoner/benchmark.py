@@ -18,7 +18,7 @@ from typing import Any
 
 from reasoner import config as cfg
 from reasoner import evaluate as scores
-from reasoner import seeding
+from reasoner import seeding, tools
 from reasoner.console import progress, say
 from reasoner.errors import UserError
 from reasoner.evaldata import level_of, load_problems
@@ -51,7 +51,7 @@ class Request:
     k: int = 0
     temperature: float = 0.8
     max_new_tokens: int = 0  # 0 = the pack's own
-    prompt: str = ""  # fewshot or zeroshot ('' = the run's, else fewshot)
+    prompt: str = ""  # fewshot, zeroshot or tools ('' = the run's, else fewshot)
     reward: str = ""  # labeller ranking best-of-k: implicit, judge, mc ...
     reward_model: str = ""  # its model ('' = the run's reward@K / judge@K)
     reference: str = ""  # the implicit PRM's reference ('' = the run's)
@@ -258,7 +258,7 @@ def _chunk(
             text=o.text,
             source=name,
             num_tokens=len(o.token_ids),
-            meta={"finish": o.finish_reason},
+            meta={"finish": o.finish_reason, **o.meta},  # tools: executions, tool_spans
         )
 
     heads = [traj(p, pr, o, "greedy") for p, pr, o in zip(problems, prompts, outs, strict=True)]
@@ -298,6 +298,7 @@ def _sample(t: Trajectory) -> dict[str, Any]:
         "verdict": t.meta.get("verdict"),
         "finish": t.meta.get("finish"),
         "tokens": t.num_tokens,
+        **({"executions": t.meta["executions"]} if t.meta.get("executions") else {}),
     }
 
 
@@ -313,6 +314,9 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], req: Request)
         "answer_found": sum(r["greedy"]["answer"] is not None for r in rows) / max(len(rows), 1),
         "cut_by_token_cap": sum(r["greedy"]["finish"] == "length" for r in rows) / max(len(rows), 1),
     }
+    used = tools.summary([r["greedy"].get("executions", []) for r in rows])
+    if used is not None:
+        report["greedy_tools"] = used
     if req.k:
         counts = [(len(r["samples"]), sum(x["correct"] for x in r["samples"])) for r in rows]
         report["k"] = req.k

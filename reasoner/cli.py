@@ -276,7 +276,7 @@ def evaluate(
     k: Annotated[int, typer.Option(help="--model: samples per problem for pass@k, maj@k, best-of-k (0: greedy).")] = 0,
     temperature: Annotated[float, typer.Option(help="--model: sampling temperature.")] = 0.8,
     max_new_tokens: Annotated[int, typer.Option(help="--model: token cap (0: the pack's own).")] = 0,
-    prompt: Annotated[str | None, typer.Option(help="--model: prompt template: fewshot or zeroshot.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="--model: prompt: fewshot, zeroshot, tools.")] = None,
     reward: Annotated[
         str | None, typer.Option(help="--model: labeller ranking best-of-k: implicit, judge, mc.")
     ] = None,

@@ -66,7 +66,9 @@ class TaskConfig:
     source: str = _f("", "Where gsm8k/math read from: a folder of JSONL files or a hub name.")
     train_size: int = _f(256, "Training problems drawn per iteration.")
     test_size: int = _f(500, "Held-out problems scored by evaluate (the same ones every iteration).")
-    prompt: str = _f("fewshot", "Prompt style of the pack: fewshot or zeroshot.")
+    prompt: str = _f(
+        "fewshot", "Prompt style of the pack: fewshot, zeroshot, or tools (writes Python the sandbox runs; [tools])."
+    )
     difficulty: dict[str, Any] = _f({}, "Pack-specific difficulty knobs (arith: steps, max_number, ops).")
 
 
@@ -232,6 +234,24 @@ class BalanceConfig:
 
 
 @dataclass(frozen=True)
+class ToolsConfig:
+    """Python run in the sandbox while the model writes (`task.prompt = "tools"`; reasoner.tools)."""
+
+    workers: int = _f(2, "Sandbox processes that run code at once, beside generation.")
+    max_calls: int = _f(4, "Code executions per solution (per step in beam and MCTS) at most.")
+    cpu_seconds: int = _f(5, "CPU time one execution may use before it is stopped.")
+    wall_seconds: float = _f(10.0, "Wall-clock time one execution may take before it is killed.")
+    memory_mb: int = _f(512, "Address space one execution may map, in MiB.")
+    max_output_chars: int = _f(400, "Longest output (or error line) written back into the solution.")
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.max_calls < 1 or self.cpu_seconds < 1 or self.wall_seconds <= 0:
+            raise ConfigError("tools.workers, max_calls and cpu_seconds must be >= 1 and wall_seconds > 0")
+        if self.memory_mb < 16 or self.max_output_chars < 8:
+            raise ConfigError("tools.memory_mb must be >= 16 and tools.max_output_chars >= 8")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     k: int = _f(4, "Samples per test problem for maj@k and sampled_pass@k; 0 skips them (greedy pass@1 only).")
     temperature: float = _f(0.8, "Sampling temperature for maj@k / pass@k.")
@@ -252,6 +272,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
 
 
 class ConfigDeprecation(UserWarning):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from reasoner import evaluate as scores
-from reasoner import seeding
+from reasoner import seeding, tools
 from reasoner.benchmark import answer_tokens
 from reasoner.console import progress
 from reasoner.generation import Sampling
@@ -191,7 +191,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             text=o.text,
             source="greedy",
             num_tokens=len(o.token_ids),
-            meta={"finish": o.finish_reason},
+            meta={"finish": o.finish_reason, **o.meta},  # tools: executions, tool_spans
         )
         for p, pr, o in zip(problems, prompts, outs, strict=True)
     ]
@@ -203,7 +203,7 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             steps=s.pack.split_steps(o.text),
             text=o.text,
             source="sample",
-            meta={"finish": o.finish_reason},
+            meta={"finish": o.finish_reason, **o.meta},
         )
         for i, o in enumerate(sampled)
     ]
@@ -226,6 +226,9 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
     report: dict[str, Any] = {"pass@1": p1, "pass@1_stderr": se}  # greedy; sampled figures say so
     report["answer_found"] = sum(t.answer is not None for t in greedy) / max(len(greedy), 1)
     report["cut_by_token_cap"] = sum(t.meta.get("finish") == "length" for t in greedy) / max(len(greedy), 1)
+    used = tools.summary([t.meta.get("executions", []) for t in greedy])
+    if used is not None:
+        report["tools"] = used
     steps = [t.meta.get("gold_steps") for t in greedy]
     if any(g is not None for g in steps):
         valid = [1.0 if t.correct and False not in (g or []) else 0.0 for t, g in zip(greedy, steps, strict=True)]

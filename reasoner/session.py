@@ -67,8 +67,13 @@ class Session:
         if len(self._backends) >= MAX_BACKENDS:
             self._backends.popitem(last=False)
         factory = get_backend(self.config.generate.backend)
-        self._backends[spec] = factory(spec, self.config.run.device)
-        return self._backends[spec]
+        backend = factory(spec, self.config.run.device)
+        if self.config.task.prompt == "tools":  # the model's Python runs in the sandbox as it writes
+            from reasoner.tools import ToolBackend
+
+            backend = ToolBackend(backend, self.config.tools)
+        self._backends[spec] = backend
+        return backend
 
     # --------------------------------------------------------------------------- verifying
     def is_correct(self, problem: Problem, text: str) -> bool:

@@ -6,6 +6,7 @@ verifier judge its answers, and (where it can) the gold correctness of any model
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -50,8 +51,30 @@ def get_pack(name: str, **options: Any) -> Pack:
     return PACKS.lookup(name)(**options)
 
 
-PROMPTS = ("fewshot", "zeroshot")
+PROMPTS = ("fewshot", "zeroshot", "tools")
 SHOTS = 4  # worked examples a few-shot prompt shows
+TOOL_SYSTEM = (
+    "Solve the problem. You may compute with Python: write code that prints what you need in a "
+    "```python block, close it, and open a ```output block; the code is run and its output appears "
+    "there. Then go on, and end with the line: {final}"
+)
+# (question, [text steps before the code], code, output, answer): the tools prompt's worked examples
+TOOL_EXAMPLES = [
+    (
+        "Kim has 4 pens. Kim buys 3 more pens. Kim gives away 2 pens. How many pens does Kim have now?",
+        ["Kim starts with 4 pens, gets 3 and gives away 2."],
+        "print(4 + 3 - 2)",
+        "5",
+        "5",
+    ),
+    (
+        "A shop sells 12 boxes of 15 pencils and then 37 single pencils. How many pencils does it sell?",
+        ["The boxes hold 12 * 15 pencils; the single ones add 37."],
+        "boxes = 12 * 15\nprint(boxes + 37)",
+        "217",
+        "217",
+    ),
+]
 
 
 def check_prompt(pack: str, prompt: str) -> str:
@@ -81,6 +104,33 @@ def chat(system: str, examples: list[tuple[str, str]], question: str) -> list[di
     for q, a in examples:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     return msgs + [{"role": "user", "content": question}]
+
+
+def tool_chat(final: str, separator: str, question: str) -> list[dict[str, str]]:
+    """The tools prompt (Qwen2.5-Math's tool-integrated format): instructions, two worked
+    examples that compute in a ```python block and read the ```output block, then the question.
+    ``final`` formats the answer line ("The answer is {answer}."); ``separator`` joins steps."""
+    examples = []
+    for q, text, code, output, answer in TOOL_EXAMPLES:
+        block = f"```python\n{code}\n```\n```output\n{output}\n```"
+        examples.append((q, separator.join([*text, block, final.format(answer=answer)])))
+    return chat(TOOL_SYSTEM.format(final=final.format(answer="N")), examples, question)
+
+
+_BLOCK = re.compile(r"```python.*?(?:```(?:\s*```output.*?(?:```|$))?|$)", re.S)
+
+
+def split_steps(text: str, separator: str) -> list[str]:
+    """Steps of a solution split at ``separator``, where a ```python block with its ```output
+    block is one step whatever separators it holds (an unclosed block runs to the end)."""
+    steps: list[str] = []
+    at = 0
+    for m in _BLOCK.finditer(text):
+        steps += [p.strip() for p in text[at : m.start()].split(separator) if p.strip()]
+        steps.append(m.group(0).strip())
+        at = m.end()
+    steps += [p.strip() for p in text[at:].split(separator) if p.strip()]
+    return [s for s in steps if s]
 
 
 def render(messages: list[dict[str, str]], tokenizer) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, register, states_answer
+from reasoner.tasks import PackError, check_prompt, register, split_steps, states_answer, tool_chat
 
 NAMES = ["Tom", "Ann", "Sam", "Lily", "Ben", "Mia", "Max", "Eva", "Leo", "Zoe", "Kim", "Raj"]
 ITEMS = ["apples", "books", "marbles", "coins", "stickers", "pens", "cards", "shells", "stamps"]
@@ -38,6 +38,7 @@ PHRASES = {
 MAX_STEPS = 12  # the step check enumerates the 2**steps sets of used operations
 COMBINE = 3  # most changes one step may combine ("5 + 2 = 7", then "8 - 7 = 1")
 TEST_SEED = 20_241_124
+FINAL = "The answer is {answer}."
 SYSTEM = (
     "Solve the math word problem. Write one calculation per line in the form a + b = c, "
     "then finish with a line 'The answer is N.'"
@@ -84,9 +85,7 @@ class ArithPack:
             self.difficulty = Difficulty(**(difficulty or {}))
         except TypeError as err:
             raise PackError(f"arith difficulty: {err}; valid keys: steps, max_number, ops") from None
-        if prompt not in ("fewshot", "zeroshot"):
-            raise PackError(f"arith prompt must be fewshot or zeroshot, got {prompt!r}")
-        self.prompt = prompt
+        self.prompt = check_prompt(self.name, prompt)
 
     # ----------------------------------------------------------------------------- problems
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
@@ -136,6 +135,8 @@ class ArithPack:
 
     # ------------------------------------------------------------------------------- prompt
     def messages(self, problem: Problem) -> list[dict[str, str]]:
+        if self.prompt == "tools":
+            return tool_chat(FINAL, "\n", problem.question)
         msgs = [{"role": "system", "content": SYSTEM}]
         if self.prompt == "fewshot":
             for question, solution in EXAMPLES:
@@ -146,7 +147,7 @@ class ArithPack:
         return states_answer(step)
 
     def split_steps(self, text: str) -> list[str]:
-        return [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return split_steps(text, "\n")
 
     # ---------------------------------------------------------------------------- gold steps
     def check_steps(self, problem: Problem, steps: list[str]) -> list[bool | None]:

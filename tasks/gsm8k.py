@@ -11,7 +11,16 @@ import re
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
+from reasoner.tasks import (
+    PackError,
+    chat,
+    check_prompt,
+    register,
+    split_steps,
+    states_answer,
+    tool_chat,
+    worked_examples,
+)
 from reasoner.tasks.loading import load_split
 from reasoner.verifiers.grade import gold_text
 
@@ -56,6 +65,8 @@ class GSM8KPack:
         return out
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
+        if self.prompt == "tools":
+            return tool_chat("The answer is {answer}.", "\n", problem.question)
         return chat(SYSTEM, worked_examples(self), problem.question)
 
     def is_final(self, step: str) -> bool:
@@ -67,7 +78,7 @@ class GSM8KPack:
         return f"{problem.solution}\nThe answer is {problem.answer}."
 
     def split_steps(self, text: str) -> list[str]:
-        return [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return split_steps(text, "\n")
 
     def check_steps(self, problem: Problem, steps: list[str]) -> None:
         return None

@@ -11,7 +11,16 @@ import random
 from typing import Any
 
 from reasoner.records import Problem
-from reasoner.tasks import PackError, chat, check_prompt, register, states_answer, worked_examples
+from reasoner.tasks import (
+    PackError,
+    chat,
+    check_prompt,
+    register,
+    split_steps,
+    states_answer,
+    tool_chat,
+    worked_examples,
+)
 from reasoner.tasks.loading import load_split
 from reasoner.verifiers.grade import gold_text
 
@@ -56,6 +65,8 @@ class MathPack:
         return out
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
+        if self.prompt == "tools":
+            return tool_chat("The answer is $\\boxed{{{answer}}}$.", "\n\n", problem.question)
         return chat(SYSTEM, worked_examples(self), problem.question)
 
     def is_final(self, step: str) -> bool:
@@ -67,7 +78,7 @@ class MathPack:
         return problem.solution or f"The answer is $\\boxed{{{problem.answer}}}$."
 
     def split_steps(self, text: str) -> list[str]:
-        return [p.strip() for p in text.strip().split("\n\n") if p.strip()]
+        return split_steps(text, "\n\n")
 
     def check_steps(self, problem: Problem, steps: list[str]) -> None:
         return None

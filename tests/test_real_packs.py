@@ -52,7 +52,8 @@ def test_gsm8k_honours_the_prompt_style(tmp_path):
     assert [m["role"] for m in zero] == ["system", "user"]
     assert [m["role"] for m in few] == ["system"] + ["user", "assistant"] * 4 + ["user"]
     assert few[1]["content"] == "Q0?" and few[2]["content"] == "Step 0 .\nThe answer is 1."
-    with pytest.raises(PackError, match=r"gsm8k prompt must be one of fewshot, zeroshot, got 'cot' \(task.prompt\)"):
+    expected = r"gsm8k prompt must be one of fewshot, zeroshot, tools, got 'cot' \(task.prompt\)"
+    with pytest.raises(PackError, match=expected):
         get_pack("gsm8k", source=source, prompt="cot")
 
 

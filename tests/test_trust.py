@@ -267,7 +267,7 @@ def test_read_only_commands_write_nothing_in_the_run(tmp_path):
         (
             ["--set", "trian.lora_rank=4"],
             "error: unknown config section [trian]; valid: run, model, task, generate, search, verify, label, "
-            "train, evaluate, balance",
+            "train, evaluate, balance, tools",
         ),
         (
             ["--set", "model.policy=smollm2-135"],
@@ -291,7 +291,7 @@ def test_section_name_in_a_toml_file_survives(tmp_path):
     result = runner.invoke(app, ["iterate", "--run", str(tmp_path / "r"), "--config", str(bad)])
     assert (
         " ".join(result.output.split()) == f"error: {bad}: unknown config section [trian]; valid: run, model, "
-        "task, generate, search, verify, label, train, evaluate, balance"
+        "task, generate, search, verify, label, train, evaluate, balance, tools"
     )
 
 

@@ -44,10 +44,13 @@ class Backend(Protocol):
 
     tokenizer: object
 
-    def generate(self, prompts: list[str], sampling: Sampling, progress=None) -> list[Completion]:
-        """One completion per prompt, in order. ``progress(n_done)`` is called as rows finish."""
+    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
+        """One completion per prompt, in order. ``progress(n_done)`` is called as rows finish, and
+        ``on_row(index, completion)`` with each row as soon as it finishes."""
 
-    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, progress=None) -> list[Completion]:
+    def generate_ids(
+        self, prompts: list[list[int]], sampling: Sampling, progress=None, on_row=None
+    ) -> list[Completion]:
         """As `generate`, from token ids (tree search continues exact prefixes)."""
 
     def score_ids(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:

@@ -48,12 +48,14 @@ class HFBackend:
 
     # ------------------------------------------------------------------------------ generate
     @torch.inference_mode()
-    def generate(self, prompts: list[str], sampling: Sampling, progress=None) -> list[Completion]:
+    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(encoded, sampling, progress)
+        return self.generate_ids(encoded, sampling, progress, on_row)
 
     @torch.inference_mode()
-    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, progress=None) -> list[Completion]:
+    def generate_ids(
+        self, prompts: list[list[int]], sampling: Sampling, progress=None, on_row=None
+    ) -> list[Completion]:
         results: list[Completion | None] = [None] * len(prompts)
         # Longest prompts first: rows that join together have similar lengths (less padding).
         pending = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -76,6 +78,8 @@ class HFBackend:
             for row in sorted(finished, reverse=True):
                 req = state.requests[row]
                 results[req.index] = self._completion(req, sampling)
+                if on_row is not None:  # e.g. start running its code while the others decode
+                    on_row(req.index, results[req.index])
                 if sampling.keep_kv:  # the cache holds prompt + all tokens but the last sampled one
                     self.store.put(prompts[req.index] + req.tokens[:-1], state.row_kv(row))
                 done += 1

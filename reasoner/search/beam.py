@@ -37,7 +37,8 @@ def expand(
     for (t, n), out in zip(nodes, outs, strict=True):
         tree = trees[t]
         terminal = is_terminal(out.text, out.finish_reason, tree.depth(n) + 1, cfg.max_steps, pack)
-        new.append((t, tree.add(n, out.text, out.token_ids, float(sum(out.logprobs)), terminal)))
+        lp = float(sum(out.logprobs))
+        new.append((t, tree.add(n, out.text, out.token_ids, lp, terminal, executions=out.meta.get("executions"))))
     return new
 
 

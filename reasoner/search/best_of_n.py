@@ -41,5 +41,5 @@ def to_trajectory(problem: Problem, prompt: str, out: Completion, pack, tokenize
         logprob=float(sum(out.logprobs)),
         num_tokens=len(out.token_ids),
         step_token_ends=step_token_ends(out.token_ids, steps, tokenizer),
-        meta={"finish_reason": out.finish_reason},
+        meta={"finish_reason": out.finish_reason, **out.meta},  # tools: executions, tool_spans
     )

@@ -22,6 +22,7 @@ class SearchTree:
     children: dict[int, list[int]] = field(default_factory=dict)
     logprob: list[float] = field(default_factory=list)  # summed token log-probability of the step
     value_sum: list[float] = field(default_factory=list)
+    executions: list[list[dict]] = field(default_factory=list)  # code run in each node's step (tools)
     tokens: int = 0  # tokens generated in this tree
 
     @classmethod
@@ -32,10 +33,18 @@ class SearchTree:
         tree.texts.append("")
         tree.logprob.append(0.0)
         tree.value_sum.append(0.0)
+        tree.executions.append([])
         return tree
 
     def add(
-        self, parent: int, text: str, token_ids: list[int], logprob: float, terminal: bool, prior: float = 1.0
+        self,
+        parent: int,
+        text: str,
+        token_ids: list[int],
+        logprob: float,
+        terminal: bool,
+        prior: float = 1.0,
+        executions: list[dict] | None = None,
     ) -> int:
         node = len(self.nodes)
         start = len(self.ids[parent])
@@ -54,6 +63,7 @@ class SearchTree:
         self.texts.append(text)
         self.logprob.append(logprob)
         self.value_sum.append(0.0)
+        self.executions.append(list(executions or []))
         self.children.setdefault(parent, []).append(node)
         self.tokens += len(token_ids)
         return node
@@ -82,6 +92,9 @@ class SearchTree:
 
     def trajectory(self, node: int, tid: str, source: str) -> Trajectory:
         path = self.path(node)
+        meta = {"node": node, "node_q": [self.q(i) if self.nodes[i].visits else None for i in path]}
+        if any(self.executions[i] for i in path):
+            meta["executions"] = [e for i in path for e in self.executions[i]]
         return Trajectory(
             id=tid,
             problem_id=self.problem.id,
@@ -92,7 +105,7 @@ class SearchTree:
             logprob=sum(self.logprob[i] for i in path),
             num_tokens=len(self.ids[node]) - len(self.ids[0]),
             step_token_ends=[self.nodes[i].token_end - len(self.ids[0]) for i in path],
-            meta={"node": node, "node_q": [self.q(i) if self.nodes[i].visits else None for i in path]},
+            meta=meta,
         )
 
     def record(self, source: str) -> Tree:

@@ -11,6 +11,7 @@ import torch
 
 from reasoner.logprobs import completion_logprobs, token_logprobs
 from reasoner.records import Trajectory
+from reasoner.tools import given_token_spans
 from reasoner.training.objectives import register
 from reasoner.training.objectives.data import RolloutData
 
@@ -20,6 +21,7 @@ class SFTExample:
     prompt_ids: list[int]
     completion_ids: list[int]
     source_id: str
+    given: tuple[tuple[int, int], ...] = ()  # completion token spans not trained: tool output
 
 
 def nll_sum(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -91,14 +93,19 @@ class RFT:
         for t in trajectories:
             prompt = tokenizer(t.prompt, add_special_tokens=False)["input_ids"]
             completion = tokenizer(t.text + eos, add_special_tokens=False)["input_ids"]
-            out.append(SFTExample(prompt, completion, t.id))
+            given = tuple(given_token_spans(t.text, tokenizer)) if t.meta.get("executions") else ()
+            out.append(SFTExample(prompt, completion, t.id, given))
         return out
 
     def units(self, batch: list[SFTExample]) -> int:
-        return sum(len(e.completion_ids) for e in batch)
+        # other objectives' examples (PRM, SPARK) reuse this count; only SFTExample has `given`
+        return sum(len(e.completion_ids) - sum(b - a for a, b in getattr(e, "given", ())) for e in batch)
 
     def loss(self, model, batch: list[SFTExample], pad_id: int, device):
         logp, mask = completion_logprobs(
             model, [e.prompt_ids for e in batch], [e.completion_ids for e in batch], pad_id, device
         )
+        for row, e in enumerate(batch):
+            for a, b in getattr(e, "given", ()):  # what the sandbox wrote is context, not a target
+                mask[row, a:b] = 0.0
         return sft_loss(logp, mask), int(mask.sum()), {"tokens": float(mask.sum())}
