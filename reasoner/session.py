@@ -131,4 +131,5 @@ class Session:
             is_correct=self.is_correct,
             reward_spec=self.reward_spec(iteration),
             reference_spec=self.roles.spec("reference", 0),
+            tools=cfg.tools,
         )

@@ -361,3 +361,67 @@ def test_beam_search_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
     assert r["meta"]["executions"][0]["output"] == "7"
     tree = json.loads((run / "iter_0001" / "trees.jsonl").open().readline())
     assert [n["step"] for n in tree["nodes"]][1:] == r["steps"]
+
+
+# --------------------------------------------------------------------- the code labeller
+def test_claims_are_the_computable_equations_of_a_step():
+    from reasoner.rewards.code import claims, step_scores
+
+    assert claims("4 + 3 = 7, and 2 x (3 + 1) = 8 pens") == [("4 + 3", 7.0), ("2 * (3 + 1)", 8.0)]
+    assert claims("$1,200 / 4 = $300") == [("1200 / 4", 300.0)]
+    assert claims("2^3 = 8") == [("2**3", 8.0)] and claims("48/2=24") == [("48/2", 24.0)]
+    assert claims("x = 5") == [] and claims("The answer is 5.") == [] and claims("12 = 12") == []
+    assert claims("2 + 3 = 5 + 0 = 5") == [("5 + 0", 5.0)]  # a chain: only its last link is whole
+    assert claims("```python\nx = 6 * 7\nprint(x)\n```") == []  # an assignment is not a claim
+    # verdicts in order: [T, F] for a step with two claims, [] for one with none, [None] raised
+    assert step_scores([True, False, None], [2, 0, 1]) == [0.0, 1.0, 1.0]
+    assert step_scores([True, True], [1, 1]) == [1.0, 1.0]
+
+
+def test_the_code_labeller_runs_the_claims_in_the_sandbox():
+    from reasoner.records import Trajectory
+    from reasoner.rewards import get_labeller
+
+    def traj(tid, steps):
+        return Trajectory(id=tid, problem_id="p", prompt="", steps=steps, text="\n".join(steps))
+
+    trajs = [
+        traj("a", ["4 + 3 = 7", "7 - 2 = 6", "The answer is 6."]),
+        traj("b", ["Kim has 4 pens.", "4 x 3 = 12 pens", "12 / 0 = 1"]),  # 1/0 raises: no evidence
+        traj("c", ["9^9^9^9 = 1"]),  # runs past the CPU limit: unverifiable, not wrong
+        traj("d", []),
+    ]
+    ctx = type("Ctx", (), {"tools": ToolsConfig(workers=2, cpu_seconds=1, wall_seconds=3.0)})()
+    got = {lab.trajectory_id: lab.labels for lab in get_labeller("code").label(trajs, ctx)}
+    assert got == {"a": [1.0, 0.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0], "d": []}
+    assert get_labeller("code").search_scores(trajs[:2], ctx, 0) == [0.0, 1.0]  # the weakest step
+
+
+def test_evaluate_steps_scores_the_code_labeller_against_gold(tmp_path):
+    run = tmp_path / "r"
+    sets = [*TINY_SAMPLES, "run.iterations=1"]
+    got = runner.invoke(app, ["generate", "--run", str(run), "--iteration", "1", *as_sets(sets)])
+    assert got.exit_code == 0, got.output
+    out = tmp_path / "steps"
+    asked = ["evaluate", "--steps", "--run", str(run), "--problems", "4", "--samples", "2", "--out", str(out)]
+    got = runner.invoke(app, [*asked, "--set", 'label.labellers=["code", "gold"]'])
+    assert got.exit_code == 0, got.output
+    summary = json.loads((out / "steps.json").read_text())
+    assert {"code", "gold"} <= set(summary["labellers"]) and "f1" in summary["labellers"]["code"]
+    rows = [json.loads(r) for r in (out / "steps.jsonl").read_text().splitlines()]
+    from reasoner.rewards.code import claims
+
+    for r in rows:  # a step without a computable claim scores 1
+        assert len(r["scores"]["code"]) == len(r["steps"])
+        assert all(sc == 1.0 for st, sc in zip(r["steps"], r["scores"]["code"], strict=True) if not claims(st))
+
+
+def test_the_label_phase_and_selection_use_the_code_labeller(tmp_path):
+    run = tmp_path / "r"
+    sets = [*TINY_SAMPLES, "run.iterations=1", 'label.labellers=["code"]', "train.select_by=code"]
+    got = runner.invoke(app, ["iterate", "--run", str(run), *as_sets(sets)])
+    assert got.exit_code == 0, got.output
+    labels = [json.loads(line) for line in (run / "iter_0001" / "labels.jsonl").open()]
+    rollouts = {json.loads(line)["id"]: json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()}
+    assert labels and {lab["labeller"] for lab in labels} == {"code"}
+    assert all(len(lab["labels"]) == len(rollouts[lab["trajectory_id"]]["steps"]) for lab in labels)

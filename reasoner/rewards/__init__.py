@@ -9,10 +9,10 @@ from bad ones). Labellers see models only through `LabelContext`, never the run 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reasoner.config import LabelConfig
+from reasoner.config import LabelConfig, ToolsConfig
 from reasoner.records import Problem, StepLabels, Trajectory
 from reasoner.registry import Registry
 
@@ -29,6 +29,7 @@ class LabelContext:
     is_correct: Callable[[Problem, str], bool]  # verifies a full solution text
     reward_spec: str = ""  # implicit PRM phi for this iteration
     reference_spec: str = ""  # frozen reference of the implicit PRM
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # sandbox limits of the `code` labeller
 
 
 class Labeller(Protocol):
@@ -70,6 +71,7 @@ def prefix_text(t: Trajectory, upto: int, separator: str) -> str:
     return t.prompt + separator.join(t.steps[:upto]) + separator
 
 
+from reasoner.rewards import code as _code  # noqa: E402,F401
 from reasoner.rewards import gold as _gold  # noqa: E402,F401
 from reasoner.rewards import implicit as _implicit  # noqa: E402,F401
 from reasoner.rewards import judge as _judge  # noqa: E402,F401

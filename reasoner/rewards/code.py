@@ -1,0 +1,108 @@
+"""`code`: steps checked by running their computable claims in the sandbox.
+
+A claim is an equation whose left side is arithmetic on numbers and whose right side is a number
+("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"). Each trajectory's claims
+run as one program in the sandbox (`reasoner.verifiers.sandbox`, under `[tools]`'s limits, in its
+pool of workers); a step scores 1 when every claim in it holds, 0 when one does not, and 1 when
+it makes none or the program could not finish (no evidence against it, as `gold` counts None).
+Needs no model and no gold labels, so it works on any data set whose steps compute; it says
+nothing about whether a true equation is the right one to write (that is what `gold` adds on
+`arith`). Also a beam / MCTS scorer: a partial solution scores its weakest step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from reasoner.config import ToolsConfig
+from reasoner.records import StepLabels, Trajectory
+from reasoner.rewards import LabelContext, register
+
+_NUM = r"\$?\d[\d,]*(?:\.\d+)?"
+_OP = r"[-+*/×x÷^]"
+# left side: numbers joined by operators (parentheses allowed); right side: one number
+_TERM = rf"\(*\s*{_NUM}\s*\)*"
+_CLAIM = re.compile(rf"(?<![\w.])({_TERM}(?:\s*{_OP}\s*{_TERM})+)\s*=\s*(-?{_NUM})(?![\d.]*\s*{_OP})")
+_PROGRAM = """import json
+out = []
+for expr, value in json.loads(CLAIMS):
+    try:
+        got = eval(expr, {"__builtins__": {}})
+        out.append(abs(got - value) <= 1e-6 * max(1.0, abs(value)))
+    except Exception:
+        out.append(None)
+print(json.dumps(out))
+"""
+
+
+def claims(step: str) -> list[tuple[str, float]]:
+    """The (python expression, stated value) of each computable equation in ``step``.
+
+    >>> claims("4 + 3 = 7, and 2 x (3 + 1) = 8 pens")
+    [('4 + 3', 7.0), ('2 * (3 + 1)', 8.0)]
+    """
+    out = []
+    for left, right in _CLAIM.findall(step):
+        if left.count("(") != left.count(")"):
+            continue
+        expr = left.replace("$", "").replace(",", "").translate(str.maketrans({"×": "*", "x": "*", "÷": "/"}))
+        expr = expr.replace("^", "**").strip()
+        out.append((expr, float(right.replace("$", "").replace(",", ""))))
+    return out
+
+
+def program(all_claims: list[tuple[str, float]]) -> str:
+    """One sandbox program that prints, as JSON, whether each claim holds (null: it raised)."""
+    return f"CLAIMS = {json.dumps(json.dumps(all_claims))}\n" + _PROGRAM
+
+
+def step_scores(verdicts: list[bool | None], per_step: list[int]) -> list[float]:
+    """Scores of steps holding ``per_step[i]`` claims each, from the claims' verdicts in order:
+    0.0 when one claim is false, else 1.0."""
+    out, at = [], 0
+    for n in per_step:
+        mine = verdicts[at : at + n]
+        at += n
+        out.append(0.0 if any(v is False for v in mine) else 1.0)
+    return out
+
+
+@register("code")
+class CodeLabeller:
+    name = "code"
+    threshold = 0.5
+    role = None
+    targets_from = None
+    variants: dict[str, tuple[str, float]] = {}
+
+    def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
+        scores = self.score(trajectories, ctx.tools)
+        return [StepLabels(t.id, self.name, s) for t, s in zip(trajectories, scores, strict=True)]
+
+    @staticmethod
+    def score(trajectories: list[Trajectory], cfg: ToolsConfig) -> list[list[float]]:
+        from reasoner.tools import SandboxPool
+
+        parsed = [[claims(step) for step in t.steps] for t in trajectories]
+        pool = SandboxPool(cfg)
+        try:
+            runs = [
+                pool.submit(program([c for step in p for c in step])) if any(p) else None for p in parsed
+            ]  # all trajectories at once: the pool's workers run them side by side
+            out = []
+            for p, run in zip(parsed, runs, strict=True):
+                verdicts: list[bool | None] = []
+                if run is not None:
+                    ex = run.result()
+                    try:
+                        verdicts = json.loads(ex.output) if ex.status == "ok" else []
+                    except ValueError:
+                        verdicts = []
+                out.append(step_scores(verdicts, [len(step) for step in p]))
+            return out
+        finally:
+            pool.close()
+
+    def search_scores(self, trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
+        return [min(s, default=1.0) for s in self.score(trajectories, ctx.tools)]
