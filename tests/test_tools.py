@@ -425,3 +425,24 @@ def test_the_label_phase_and_selection_use_the_code_labeller(tmp_path):
     rollouts = {json.loads(line)["id"]: json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()}
     assert labels and {lab["labeller"] for lab in labels} == {"code"}
     assert all(len(lab["labels"]) == len(rollouts[lab["trajectory_id"]]["steps"]) for lab in labels)
+
+
+def test_mcts_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
+    run = tmp_path / "m"
+    sets = [
+        *TINY_SAMPLES,
+        "task.prompt=tools",
+        f"generate.backend={scripted_backend}",
+        "generate.searcher=mcts",
+        "search.mcts_value=none",
+        "search.mcts_simulations=4",
+        "search.mcts_expansions=1",
+        "search.step_tokens=80",
+        "run.iterations=1",
+    ]
+    got = runner.invoke(app, ["generate", "--run", str(run), "--iteration", "1", *as_sets(sets)])
+    assert got.exit_code == 0, got.output
+    rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()]
+    assert rollouts and all(r["text"].endswith("The answer is 7.") for r in rollouts)
+    assert all(r["meta"]["executions"][0]["output"] == "7" for r in rollouts)
+    assert all("```python\nprint(3 + 4)\n```\n```output\n7\n```" in r["steps"] for r in rollouts)
