@@ -120,7 +120,7 @@ def test_yesterdays_keys_load_with_a_warning_naming_the_new_ones(tmp_path):
 def test_every_config_key_is_read_by_some_code():
     """A key no code reads promises behaviour nobody delivers (`train.filter_labeller` was once
     documented and never called). Static: each key's name must appear as an attribute read or a
-    string (getattr) somewhere in the package outside config.py, whose checks do not count.
+    string (getattr) somewhere in the package outside config.py and configfile.py, whose checks do not count.
     Not covered: a name read only on some other object of the same attribute name."""
     import ast
     from pathlib import Path
@@ -129,7 +129,7 @@ def test_every_config_key_is_read_by_some_code():
     seen: set[str] = set()
     for folder in ("reasoner", "tasks", "verifiers"):
         for path in (root / folder).rglob("*.py"):
-            if path.name == "config.py" and path.parent.name == "reasoner":
+            if path.name in ("config.py", "configfile.py") and path.parent.name == "reasoner":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Attribute):
