@@ -88,7 +88,7 @@ class SearchConfig:
     step_tokens: int = _f(40, "Tree search: cap on tokens of one step.")
     beam_width: int = _f(4, "Beam search: partial solutions kept after each step.")
     beam_expansions: int = _f(4, "Beam search: next steps sampled from each kept partial solution.")
-    beam_scorer: str = _f("implicit", "Labeller that scores partial solutions for beam search (implicit, judge).")
+    beam_scorer: str = _f("implicit", "Labeller that scores partial solutions for beam search (implicit, judge, code).")
     judge_resets: int = _f(0, "Beam search: times a step the judge calls bad is resampled (StepWiser reset).")
     mcts_simulations: int = _f(16, "MCTS: simulations (select, expand, evaluate, back up) per problem.")
     mcts_token_budget: int = _f(0, "MCTS: stop a problem's search after this many generated tokens (0: no cap).")

@@ -349,7 +349,7 @@ def test_beam_search_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
         "generate.searcher=beam",
         "search.beam_width=1",
         "search.beam_expansions=1",
-        "search.beam_scorer=none",
+        "search.beam_scorer=code",  # the code labeller ranks the partial solutions
         "search.step_tokens=80",
         "run.iterations=1",
     ]
@@ -361,6 +361,7 @@ def test_beam_search_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
     assert r["meta"]["executions"][0]["output"] == "7"
     tree = json.loads((run / "iter_0001" / "trees.jsonl").open().readline())
     assert [n["step"] for n in tree["nodes"]][1:] == r["steps"]
+    assert [n["value"] for n in tree["nodes"]][1:] == [1.0, 1.0, 1.0]  # no false claim in any step
 
 
 # --------------------------------------------------------------------- the code labeller
