@@ -140,7 +140,7 @@ class VerifyConfig:
 class RoleTrainConfig:
     """How one role's model is trained: `[train.policy]`, `[train.reward]`, `[train.judge]`."""
 
-    engine: str = _f("torch", "Training engine name (torch).")
+    engine: str = _f("torch", "Training engine name: torch, or deepspeed (the optional extra).")
     objective: str = _f("rft", "Training objective name (policy: rft; reward: implicit_prm; judge: judge_rl).")
     lora_rank: int = _f(16, "LoRA rank through peft; 0 trains every parameter.")
     lora_alpha: int = _f(32, "LoRA scaling numerator.")
@@ -153,10 +153,17 @@ class RoleTrainConfig:
     max_steps: int = _f(0, "Cap on optimizer steps per iteration; 0 means no cap.")
     save_every: int = _f(5, "Save train_state every this many steps (mid-phase resume point).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.")
+    zero_stage: int = _f(0, "Engine deepspeed: ZeRO stage 0-3 (3 shards the weights; the model is built sharded).")
+    offload: bool = _f(False, "Engine deepspeed: ZeRO-Offload (optimizer state, at stage 3 weights too, in CPU RAM).")
+    deepspeed_config: str = _f(
+        "", 'Engine deepspeed: a DeepSpeed JSON config file; its "auto" and missing fields come from this section.'
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size % self.micro_batch_size:
             raise ConfigError("batch_size must be a multiple of micro_batch_size")
+        if not 0 <= self.zero_stage <= 3:
+            raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
         if self.save_every < 1:
             raise ConfigError("save_every must be >= 1")
 

@@ -154,6 +154,11 @@ def validate(config: Config) -> None:
     for role in ("policy", "reward", "judge"):
         settings = getattr(config.train, role)
         get_engine(settings.engine)
+        if settings.engine == "deepspeed":  # say how to install it before any phase runs
+            from reasoner.training.zero import ds_config, require_deepspeed
+
+            require_deepspeed()
+            ds_config(settings, 1)  # a bad deepspeed_config file fails here, naming the file
         objective = OBJECTIVES.lookup(settings.objective)
         if role not in getattr(objective, "roles", (role,)):
             raise ConfigError(

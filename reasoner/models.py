@@ -127,6 +127,11 @@ def tiny_model(seed: int = 0, vocab_size: int = 128, hidden: int = 32) -> PreTra
     return model.float().eval()
 
 
+def is_tiny(spec: str) -> bool:
+    """Whether ``spec`` names a tiny random model built in-process (``tiny`` or ``tiny:SEED``)."""
+    return _parse_tiny(spec) is not None
+
+
 def _parse_tiny(spec: str) -> int | None:
     if spec == "tiny":
         return 0

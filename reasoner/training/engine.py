@@ -176,3 +176,5 @@ class TorchEngine:
 
 
 register("torch")(TorchEngine.from_spec)
+
+from reasoner.training import zero as _zero  # noqa: E402,F401  (registers "deepspeed"; imports DeepSpeed on use)
