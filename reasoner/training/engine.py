@@ -60,25 +60,27 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+def with_lora(model, cfg: RoleTrainConfig, seed: int):
+    """``model`` with LoRA adapters (peft) on `LORA_TARGETS` when ``cfg.lora_rank > 0``, else
+    itself. LoRA's A is drawn at random: same seed, same start."""
+    if cfg.lora_rank <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, lora)
+
+
 class TorchEngine:
     def __init__(
         self, model, cfg: RoleTrainConfig, total_steps: int, device: str = "cpu", pad_id: int = 0, seed: int = 0
     ):
         self.cfg, self.device, self.pad_id, self.total_steps = cfg, torch.device(device), pad_id, total_steps
-        if cfg.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=cfg.lora_rank,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=0.0,
-                target_modules=LORA_TARGETS,
-                task_type="CAUSAL_LM",
-            )
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # LoRA's A is drawn at random: same seed, same start
-                model = get_peft_model(model, lora)
-        self.model = model.to(self.device)
+        self.model = with_lora(model, cfg, seed).to(self.device)
         self.model.train()
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(

@@ -32,7 +32,7 @@ import torch
 from reasoner import threads
 from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.errors import UserError
-from reasoner.training.engine import LORA_TARGETS, Objective, lr_lambda, register
+from reasoner.training.engine import Objective, lr_lambda, register, with_lora
 
 
 class DeepSpeedMissing(UserError):
@@ -153,17 +153,7 @@ class DeepSpeedEngine:
         self.config = ds_config(cfg, self.world)
         self.tokenizer = models.load_tokenizer(spec)
         self.pad_id = self.tokenizer.pad_token_id or 0
-        model = self._build(spec)
-        if cfg.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                task_type="CAUSAL_LM",
-            )  # fmt: skip
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # LoRA's A is drawn at random: same seed, same start
-                model = get_peft_model(model, lora)
+        model = with_lora(self._build(spec), cfg, seed)
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = None
@@ -268,12 +258,7 @@ class DeepSpeedEngine:
         if self.rank == 0:
             from reasoner import models
 
-            plain = models.load(self.spec, "cpu").model
-            if self.cfg.lora_rank > 0:
-                from peft import LoraConfig, get_peft_model
-
-                lora = LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha, target_modules=LORA_TARGETS)
-                plain = get_peft_model(plain, lora)
+            plain = with_lora(models.load(self.spec, "cpu").model, self.cfg, 0)  # the adapters' shapes
             plain.load_state_dict(state)
             if self.cfg.lora_rank > 0:
                 plain = plain.merge_and_unload()
