@@ -5,6 +5,10 @@ standard error, on the same test problems every iteration, and the wall time; th
 extracted by the flexible extractor (format-independent). The last line is one JSON object.
 
     python bench/iterate.py [--run runs/bench-iterate] [--set key=value ...]
+
+`run.threads` is pinned to the machine's core count (unless a `--set run.threads=N` is given):
+with the shipped auto setting the thread count follows the machine's load, and at this batch
+shape that changes the rounding of the logits, so two runs would differ in a few samples.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ def main() -> None:
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
     cmd = [sys.executable, "-m", "reasoner.cli", "iterate", "--run", args.run, "--config", args.config]
-    for o in args.overrides:
+    # A fixed thread count, so the figures repeat exactly: with run.threads = 0 the count follows
+    # the machine's load, and at this batch shape it changes the rounding of the logits.
+    pinned = [] if any(o.startswith("run.threads=") for o in args.overrides) else [f"run.threads={os.cpu_count()}"]
+    for o in [*pinned, *args.overrides]:
         cmd += ["--set", o]
     started = time.time()
     subprocess.run(cmd, check=True)
@@ -68,7 +75,7 @@ def main() -> None:
                 "rises_every_iteration": rises,
                 "wall_minutes": round(wall / 60, 1),
                 "load_avg_before": round(load_before, 2),
-                "threads": "run.threads of the config (0: auto)",
+                "threads": (pinned or [o for o in args.overrides if o.startswith("run.threads=")])[0].split("=")[1],
             }
         )
     )

@@ -92,7 +92,9 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str], score_r
         "--config",
         str(ROOT / "configs" / config),
     ]
-    for o in [*overrides, f"run.iterations={iterations}", "run.baseline_eval=true", *extra]:
+    # a fixed thread count, so the figures repeat exactly (see bench/iterate.py)
+    pinned = [] if any(o.startswith("run.threads=") for o in extra) else [f"run.threads={os.cpu_count()}"]
+    for o in [*overrides, f"run.iterations={iterations}", "run.baseline_eval=true", *pinned, *extra]:
         cmd += ["--set", o]
     started = time.time()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
