@@ -7,7 +7,7 @@ pool of workers); a step scores 1 when every claim in it holds, 0 when one does 
 it makes none or the program could not finish (no evidence against it, as `gold` counts None).
 Needs no model and no gold labels, so it works on any data set whose steps compute; it says
 nothing about whether a true equation is the right one to write (that is what `gold` adds on
-`arith`). Also a beam / MCTS scorer: a partial solution scores its weakest step.
+`arith`). Also a beam-search scorer: a partial solution scores its weakest step.
 """
 
 from __future__ import annotations
