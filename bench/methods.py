@@ -9,6 +9,7 @@ wall time of the iteration. The last line is one JSON object.
     python bench/methods.py                           # every recipe, 3 iterations, configs/default.toml sizes
     python bench/methods.py --only rft-outcome dpo    # some of them
     python bench/methods.py --set model.policy=tiny --set task.train_size=4 ...   # a quick check
+    python bench/methods.py --root runs/methods --table  # the table of what runs/methods holds so far
 
 Recipes (all from configs/, with the overrides listed in METHODS):
   rft-oracle   RFT on samples whose every step passes arith's gold check (upper bound)
@@ -100,9 +101,20 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str], score_r
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         return {"method": name, "error": done.stderr.strip().splitlines()[-1:]}
+    out = collect(name, run, iterations, score_reward)
+    out["wall_minutes"] = round((time.time() - started) / 60, 1)
+    return out
+
+
+def collect(name: str, run: Path, iterations: int, score_reward: bool = True) -> dict:
+    """A recipe's rows from its run folder (the iterations whose evaluation exists)."""
+    if not (run / "manifest.json").exists():
+        return {"method": name, "error": [f"{run} has not run yet"]}
     manifest = json.loads((run / "manifest.json").read_text())["iterations"]
     rows = []
     for it in sorted(manifest, key=int):
+        if not (run / f"iter_{int(it):04d}" / "eval.json").exists():
+            continue
         ev = json.loads((run / f"iter_{int(it):04d}" / "eval.json").read_text())
         seconds = sum(e.get("metrics", {}).get("seconds", 0.0) for e in manifest[it].values())
         rows.append(
@@ -114,8 +126,8 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str], score_r
                 "minutes": round(seconds / 60, 1),
             }
         )
-    out = {"method": name, "iterations": rows, "wall_minutes": round((time.time() - started) / 60, 1)}
-    if score_reward:
+    out = {"method": name, "iterations": rows}
+    if score_reward and len(rows) == iterations + 1:
         out["reward"] = reward_accuracy(name, run, iterations)
     return out
 
@@ -127,12 +139,16 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--no-reward-accuracy", action="store_true", help="skip scoring each run's trained reward")
+    ap.add_argument("--table", action="store_true", help="only print what the runs under --root hold; run nothing")
     args = ap.parse_args()
     root = Path(args.root)
     load_before = os.getloadavg()[0]
-    results = [
-        run_method(name, root, args.iterations, args.overrides, not args.no_reward_accuracy) for name in args.only
-    ]
+    if args.table:
+        results = [collect(name, root / name, args.iterations, score_reward=False) for name in args.only]
+    else:
+        results = [
+            run_method(name, root, args.iterations, args.overrides, not args.no_reward_accuracy) for name in args.only
+        ]
     print(
         f"{'method':<13} " + " ".join(f"{'iter ' + str(i):>14}" for i in range(args.iterations + 1)) + "  valid steps"
     )
