@@ -123,14 +123,17 @@ _BLOCK = re.compile(r"```python.*?(?:```(?:\s*```output.*?(?:```|$))?|$)", re.S)
 def split_steps(text: str, separator: str) -> list[str]:
     """Steps of a solution split at ``separator``, where a ```python block with its ```output
     block is one step whatever separators it holds (an unclosed block runs to the end)."""
+
+    def pieces(part: str) -> list[str]:  # "\n" splits as str.splitlines does (\r, \u2028, ...)
+        return [p.strip() for p in (part.splitlines() if separator == "\n" else part.split(separator)) if p.strip()]
+
     steps: list[str] = []
     at = 0
     for m in _BLOCK.finditer(text):
-        steps += [p.strip() for p in text[at : m.start()].split(separator) if p.strip()]
+        steps += pieces(text[at : m.start()])
         steps.append(m.group(0).strip())
         at = m.end()
-    steps += [p.strip() for p in text[at:].split(separator) if p.strip()]
-    return [s for s in steps if s]
+    return [s for s in steps + pieces(text[at:]) if s]
 
 
 def render(messages: list[dict[str, str]], tokenizer) -> str:
