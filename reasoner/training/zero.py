@@ -159,7 +159,7 @@ class DeepSpeedEngine:
         optimizer = None
         if "optimizer" not in self.config:
             optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+        self.engine, *_ = deepspeed.initialize(  # optimizer and scheduler live in the engine
             model=_Runner(model),
             model_parameters=trainable,
             optimizer=optimizer,
