@@ -1,9 +1,14 @@
-"""Tokens/s of the `hf` backend against plain `model.generate`, same prompts, same machine load.
+"""Tokens/s of the `hf` backend against plain `model.generate` and against a bare decode step,
+same prompts, same machine load; and of the `vllm` backend where vLLM is installed.
 
 Both sample at T=0.8 with up to N new tokens. `generate` takes the prompts in fixed batches (its
 padding and finished rows included, as a user would call it); the backend takes them all and
 keeps `--batch` rows busy. Tokens counted are the generated tokens each returns before EOS.
-The last line is one JSON object.
+The compute limit is a bare decode step: the batch's prompts prefilled once, then forward
+passes of one token per row with a KV cache and sampling, every row busy and nothing else
+(no refills, stop checks or bookkeeping); ``backend / bare`` is the share of it the backend
+reaches (goal >= 0.9). With vLLM importable (its own environment on a CPU, README "Scaling
+out") the same prompts also go through the `vllm` backend. The last line is one JSON object.
 
     python bench/generation.py --prompts 64 --batch 32 --new-tokens 256
 
@@ -84,9 +89,15 @@ def main() -> None:
     ours_time = time.perf_counter() - t0
     ours_tokens = sum(len(c.token_ids) for c in outs)
 
+    bare_tps = bare_decode(loaded, prompts[: args.batch], min(args.new_tokens, 128))
+    vllm_tps = vllm_tokens_per_second(args, prompts)
+
     base_tps, ours_tps = base_tokens / base_time, ours_tokens / ours_time
     print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
     print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
+    print(f"bare decode    : {bare_tps:.1f} tok/s at batch {args.batch} (hf backend reaches {ours_tps / bare_tps:.2f})")
+    if vllm_tps is not None:
+        print(f"vllm backend   : {vllm_tps:.1f} tok/s ({vllm_tps / ours_tps:.2f}x the hf backend)")
     print(f"speedup        : {ours_tps / base_tps:.2f}x   (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f})")
     print(
         json.dumps(
@@ -100,11 +111,51 @@ def main() -> None:
                 "generate_tok_s": round(base_tps, 1),
                 "backend_tok_s": round(ours_tps, 1),
                 "speedup_vs_generate": round(ours_tps / base_tps, 2),
+                "bare_decode_tok_s": round(bare_tps, 1),
+                "backend_over_bare": round(ours_tps / bare_tps, 2),
+                "vllm_tok_s": None if vllm_tps is None else round(vllm_tps, 1),
                 "load_avg_before": round(load_before, 2),
                 "load_avg_after": round(os.getloadavg()[0], 2),
             }
         )
     )
+
+
+@torch.inference_mode()
+def bare_decode(loaded, prompts: list[str], steps: int) -> float:
+    """Tokens/s of the decode step alone: one forward of one token per row with a KV cache,
+    then sampling at T=0.8, ``steps`` times, every row busy (the prefill is not timed)."""
+    from transformers import DynamicCache
+
+    tok, model = loaded.tokenizer, loaded.model
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left")
+    cache = DynamicCache()
+    mask = enc["attention_mask"]
+    out = model(input_ids=enc["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True)
+    gen = torch.Generator().manual_seed(0)
+    nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float() / 0.8, -1), 1, generator=gen)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+        out = model(input_ids=nxt, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+        nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float() / 0.8, -1), 1, generator=gen)
+    return len(prompts) * steps / (time.perf_counter() - t0)
+
+
+def vllm_tokens_per_second(args, prompts: list[str]) -> float | None:
+    """The `vllm` backend on the same prompts, or None where vLLM is not installed."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return None
+    from reasoner.generation.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(args.model, "cpu" if not torch.cuda.is_available() else "cuda")
+    sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
+    backend.generate(prompts[:2], Sampling(temperature=0.8, max_new_tokens=4, seed=0))  # warm-up
+    t0 = time.perf_counter()
+    outs = backend.generate(prompts, sampling)
+    return sum(len(c.token_ids) for c in outs) / (time.perf_counter() - t0)
 
 
 def under_load(args, loaded, prompts) -> None:

@@ -7,6 +7,7 @@ a missing file, a malformed --set) prints one clear line and exits with code 2.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -16,7 +17,7 @@ import typer
 from rich.text import Text
 
 from reasoner import config as cfg
-from reasoner import grading, loop, report
+from reasoner import grading, loop, ranks, report
 from reasoner.console import console, out
 from reasoner.errors import UserError
 from reasoner.run import RunDir, list_runs, run_path
@@ -29,7 +30,15 @@ app = typer.Typer(
     rich_markup_mode=None,  # click's plain help: flags read as flags, not "--steps <bool>"
 )
 
-RunOpt = Annotated[str, typer.Option("--run", metavar="RUN", help="Run folder, or a name under ./runs/.")]
+RunOpt = Annotated[
+    str,
+    typer.Option(
+        "--run",
+        "--run-dir",
+        metavar="RUN",
+        help="Run folder, or a name under ./runs/ (--run-dir: the same, for torchrun, which takes --run as its own).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", metavar="FILE", help="TOML config (default: configs/default.toml values).")
 ]
@@ -41,6 +50,9 @@ IterOpt = Annotated[
     int | None, typer.Option("--iteration", metavar="K", help="Iteration to act on (default: the first not done).")
 ]
 RedoOpt = Annotated[bool, typer.Option("--redo", help="Run the phase again (and mark every later phase to run again).")]
+LaunchedOpt = Annotated[
+    str | None, typer.Option("--launched-by", hidden=True, help="Set by iterate's launcher: the lock holder PID@HOST.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
 
 
@@ -96,14 +108,20 @@ def _json(data: object) -> None:
 
 
 def open_run(
-    run: str, config_file: Path | None, overrides: list[str] | None, *, record: bool = True
+    run: str,
+    config_file: Path | None,
+    overrides: list[str] | None,
+    *,
+    record: bool = True,
+    launched_by: str | None = None,
 ) -> tuple[RunDir, cfg.Config]:
     """Create or reopen a run: a new run takes ``--config`` (or the defaults); an existing one
     keeps its saved config unless ``--config``/``--set`` change it, and then only keys a
     ``--set`` names. The writer's lock is taken (`RunDir.close` releases it); everything is
     checked before a new run folder is made. With ``record=False`` the run is only read: no
-    lock, and ``--set`` on an existing run applies to this command alone."""
-    rd = RunDir(run_path(run))
+    lock, and ``--set`` on an existing run applies to this command alone. Under a launcher
+    (`reasoner.ranks`) rank 0 opens it as the writer and the other ranks as followers."""
+    rd = RunDir(run_path(run), ranks.current())
     overrides = overrides or []
     existing = rd.exists() and config_file is None
     base = rd.saved_config() if existing else cfg.load(config_file)
@@ -114,7 +132,7 @@ def open_run(
             rd.saved_config()  # without --config, a read-only command needs an existing run
         return rd, config
     new = not rd.exists()
-    config = rd.open(config, overrides)
+    config = rd.open(config, overrides, launched_by=launched_by)
     rd.created_here = new
     return rd, config
 
@@ -159,10 +177,24 @@ def iterate(
         out.print(report.eval_table(results))
 
 
-def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, iteration: int | None, redo: bool) -> None:
+def _phase(
+    name: str,
+    run: str,
+    config: Path | None,
+    set_: list[str] | None,
+    iteration: int | None,
+    redo: bool,
+    launched_by: str | None = None,
+) -> None:
     rd = None
     try:
-        rd, conf = open_run(run, config, set_)
+        rd, conf = open_run(run, config, set_, launched_by=launched_by)
+        if rd.ranks.launched:  # one process group for the job; only rank 0 speaks
+            loop.check_launched(conf, name, redo)
+            ranks.init_group(conf.run.device)
+            if rd.follower:
+                console.quiet = True
+                os.environ["REASONER_PROGRESS"] = "0"
         with rd:
             k = iteration if iteration is not None else loop.current_iteration(rd, conf, name, redo=redo)
             metrics = loop.run_single(rd, conf, k, name, redo_phase=redo)
@@ -170,7 +202,8 @@ def _phase(name: str, run: str, config: Path | None, set_: list[str] | None, ite
         if rd is not None:
             _discard_if_empty(rd)
         _fail(err)
-    _json(metrics)
+    if rd.ranks.main:
+        _json(metrics)
 
 
 @app.command()
@@ -199,34 +232,67 @@ def label(
 
 @app.command()
 def train(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    redo: RedoOpt = False,
+    launched_by: LaunchedOpt = None,
 ) -> None:
     """Train the policy on verified rollouts (writes policy/, resumes from train_state/)."""
-    _phase("train", run, config, set_, iteration, redo)
+    _phase("train", run, config, set_, iteration, redo, launched_by)
 
 
 @app.command()
 def reward(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    redo: RedoOpt = False,
+    launched_by: LaunchedOpt = None,
 ) -> None:
     """Update the implicit PRM on the labelled rollouts' outcomes (writes reward/)."""
-    _phase("reward", run, config, set_, iteration, redo)
+    _phase("reward", run, config, set_, iteration, redo, launched_by)
 
 
 @app.command()
 def judge(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    redo: RedoOpt = False,
+    launched_by: LaunchedOpt = None,
 ) -> None:
     """Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/)."""
-    _phase("judge", run, config, set_, iteration, redo)
+    _phase("judge", run, config, set_, iteration, redo, launched_by)
 
 
 @app.command()
 def prime(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    redo: RedoOpt = False,
+    launched_by: LaunchedOpt = None,
 ) -> None:
     """PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/)."""
-    _phase("prime", run, config, set_, iteration, redo)
+    _phase("prime", run, config, set_, iteration, redo, launched_by)
+
+
+@app.command()
+def mstep(
+    run: RunOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    iteration: IterOpt = None,
+    redo: RedoOpt = False,
+    launched_by: LaunchedOpt = None,
+) -> None:
+    """Mutual-Taught's M-step: the reward model on before/after pairs (recipe mutual; writes reward/)."""
+    _phase("mstep", run, config, set_, iteration, redo, launched_by)
 
 
 @app.command()

@@ -66,7 +66,7 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    backend: str = _f("hf", "Generation backend name (hf).")
+    backend: str = _f("hf", "Generation backend name: hf, or vllm (the optional extra).")
     searcher: str = _f("best_of_n", "Search strategy name (best_of_n).")
     samples: int = _f(8, "Samples per training problem.")
     temperature: float = _f(0.8, "Sampling temperature for training rollouts.")
@@ -74,12 +74,20 @@ class GenerateConfig:
     max_new_tokens: int = _f(96, "Cap on generated tokens per sample.")
     batch_size: int = _f(32, "Rows decoded together; finished rows are refilled with new prompts.")
     chunk_size: int = _f(64, "Problems per saved chunk; a killed run redoes at most one chunk.")
+    tensor_parallel_size: int = _f(1, "Backend vllm: GPUs one model is split over (tensor parallel).")
+    data_parallel_size: int = _f(1, "Backend vllm: model replicas that share the requests (data parallel).")
+    gpu_memory_utilization: float = _f(0.9, "Backend vllm: share of each GPU's memory vLLM may take.")
+    prefix_caching: bool = _f(True, "Backend vllm: reuse the KV of shared prompt prefixes (tree search).")
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("generate.samples, batch_size and max_new_tokens must be >= 1")
         if not 0 < self.top_p <= 1:
             raise ConfigError("generate.top_p must be in (0, 1]")
+        if self.tensor_parallel_size < 1 or self.data_parallel_size < 1:
+            raise ConfigError("generate.tensor_parallel_size and data_parallel_size must be >= 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError("generate.gpu_memory_utilization must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,16 @@ class TrainConfig:
         "Policy objective dpo: pair kinds; outcome (a correct and an incorrect sample of one problem),"
         " step (tree search's sibling steps after a shared prefix, pairs.jsonl).",
     )
+    launcher: str = _f(
+        "",
+        "How training phases run on several processes: '' (in this process), torchrun, or deepspeed"
+        " (its launcher; nodes through hostfile). `iterate` starts it for every training phase.",
+    )
+    processes: int = _f(1, "Launcher: training processes per node (one per GPU).")
+    hostfile: str = _f("", "Launcher deepspeed: hostfile naming the nodes and their slots (a multi-node job).")
+    launcher_args: list[str] = _f(
+        [], "Launcher: further arguments as written, e.g. torchrun's --nnodes and --rdzv-endpoint."
+    )
     policy: RoleTrainConfig = _role("[train.policy]: how the policy is trained.", objective="rft")
     reward: RoleTrainConfig = _role(
         "[train.reward]: how the implicit PRM is trained.", objective="implicit_prm", learning_rate=1e-4
@@ -210,6 +228,8 @@ class TrainConfig:
     judge: RoleTrainConfig = _role("[train.judge]: how the stepwise judge is trained.", objective="judge_rl")
 
     def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ConfigError(f"train.processes must be >= 1, got {self.processes}")
         if len(self.prime_band) != 2 or not 0.0 <= self.prime_band[0] <= self.prime_band[1] <= 1.0:
             raise ConfigError("train.prime_band must be [low, high] with 0 <= low <= high <= 1")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reasoner import phases
+from reasoner import launch, phases
 from reasoner.config import Config, ConfigError
 from reasoner.console import say
+from reasoner.ranks import LaunchError, barrier
 from reasoner.recipes import Phase, get_phase, get_recipe, phases_of
 from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
 from reasoner.session import Session
@@ -42,6 +43,13 @@ def run_phase(session: Session, iteration: int, phase: Phase) -> dict:
     run, name = session.run, phase.name
     if run.is_complete(iteration, name):
         return run.phase(iteration, name).get("metrics", {})
+    if phase.produces and session.config.train.launcher and not run.ranks.launched:
+        launch.run(session.config.train, name, run.path, iteration)  # the launched rank 0 records it
+        if not run.is_complete(iteration, name):
+            raise RunError(f"{name} of iteration {iteration} ended under {session.config.train.launcher} unfinished")
+        metrics = run.phase(iteration, name).get("metrics", {})
+        say(f"iter {iteration} {name} ({session.config.train.launcher}): done")
+        return metrics
     if not phase.resumes_itself:  # training phases truncate metrics at their own resume point
         run.begin_phase(iteration, name)
     started = time.time()
@@ -85,6 +93,11 @@ def repair(run: RunDir, config: Config) -> tuple[int, str] | None:
 def iterate(run: RunDir, config: Config, redo_phase: tuple[int, str] | None = None) -> dict[int, dict]:
     """Run (or resume) every iteration; return each iteration's evaluation metrics.
     ``redo_phase`` (iteration, phase) is run again, and every phase after it."""
+    if run.ranks.launched:
+        raise LaunchError(
+            "reasoner iterate runs in one process: set train.launcher to run its training phases under a"
+            " launcher, or run a training phase's command (reasoner train) under torchrun or deepspeed"
+        )
     if redo_phase is not None:
         redo(run, config, *redo_phase, reason="redo asked with --redo")
     repair(run, config)
@@ -114,22 +127,33 @@ def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = Fals
     return config.run.iterations
 
 
+def check_launched(config: Config, name: str, redo_phase: bool) -> None:
+    """Under a launcher only training phases run, and none is redone (rank 0 alone could not
+    tell the other ranks in time)."""
+    if not get_phase(phases_of(config), name).produces:
+        raise LaunchError(f"{name} runs in one process; only training phases run under a launcher")
+    if redo_phase:
+        raise LaunchError("--redo under a launcher: mark the phase from one process first (reasoner PHASE --redo)")
+
+
 def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phase: bool = False) -> dict:
     """Run one phase on its own (the phase commands); refuses when its input is not ready."""
     phase = get_phase(phases_of(config), name)
     if not 0 <= iteration <= config.run.iterations or (iteration == 0 and name != "evaluate"):
         raise RunError(f"iteration {iteration} is outside this run (1..{config.run.iterations})")
     order = plan(config)
-    if redo_phase:
-        redo(run, config, iteration, name, "redo asked with --redo")
-    bad = run.broken(order, _declared(config)[0])
-    if bad is not None and order.index(bad[:2]) <= order.index((iteration, name)):
-        redo(run, config, bad[0], bad[1], bad[2])
-        if bad[:2] != (iteration, name):
-            raise RunError(
-                f"{bad[2]}: {bad[1]} of iteration {bad[0]} must run again before {name} of iteration "
-                f"{iteration}; `reasoner iterate --run {run.path}` does both"
-            )
+    if run.ranks.main:  # rank 0 repairs; the others read the manifest it leaves (after the barrier)
+        if redo_phase:
+            redo(run, config, iteration, name, "redo asked with --redo")
+        bad = run.broken(order, _declared(config)[0])
+        if bad is not None and order.index(bad[:2]) <= order.index((iteration, name)):
+            redo(run, config, bad[0], bad[1], bad[2])
+            if bad[:2] != (iteration, name):
+                raise RunError(
+                    f"{bad[2]}: {bad[1]} of iteration {bad[0]} must run again before {name} of iteration "
+                    f"{iteration}; `reasoner iterate --run {run.path}` does both"
+                )
+    barrier()
     if run.is_complete(iteration, name):
         say(f"iter {iteration} {name} is already complete (its saved metrics follow); --redo runs it again")
     return run_phase(Session(run, config), iteration, phase)
@@ -147,9 +171,12 @@ def validate(config: Config) -> None:
     from reasoner.verifiers import get_extractor
 
     board.wanted(config.run.report_to)
+    launch.check(config.train)
     t = config.task
     get_pack(t.pack, source=t.source, prompt=t.prompt, difficulty=t.difficulty)
-    get_backend(config.generate.backend)
+    require = getattr(get_backend(config.generate.backend), "require", None)
+    if require is not None:  # say how to install an optional backend before any phase runs
+        require()
     get_searcher(config.generate.searcher)
     for role in ("policy", "reward", "judge"):
         settings = getattr(config.train, role)

@@ -24,6 +24,7 @@ from typing import Any
 from reasoner import config as cfg
 from reasoner import integrity, writer_lock
 from reasoner.errors import UserError
+from reasoner.ranks import Ranks, barrier, shared_dir
 from reasoner.records import R, iter_jsonl, jsonl_text
 
 PENDING, RUNNING, COMPLETE = "pending", "running", "complete"
@@ -105,8 +106,14 @@ def _now() -> str:
 
 # ------------------------------------------------------------------------------ run folder
 class RunDir:
-    def __init__(self, path: str | Path):
+    """A run folder. Under a launcher (`reasoner.ranks`) only rank 0 writes it; every other
+    rank opens it as a follower, which reads the same artefacts and whose manifest and metrics
+    writes are skipped."""
+
+    def __init__(self, path: str | Path, ranks: Ranks | None = None):
         self.path = Path(path)
+        self.ranks = ranks or Ranks()
+        self.delegated = False  # the lock is held by the `iterate` that launched this process
         self.config_path = self.path / "config.toml"
         self.manifest_path = self.path / "manifest.json"
         self.metrics_path = self.path / "metrics.jsonl"
@@ -118,13 +125,33 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
-    def open(self, config: cfg.Config, overrides: list[str] | None = None) -> cfg.Config:
+    @property
+    def follower(self) -> bool:
+        return not self.ranks.main
+
+    def open(
+        self, config: cfg.Config, overrides: list[str] | None = None, launched_by: str | None = None
+    ) -> cfg.Config:
         """Take the run's writer lock, then create the run with ``config`` or check ``config``
         against the saved one (`close` releases the lock; so does the process's death).
 
         A resumed run may only change keys that a ``--set`` names; the change is recorded in
         the manifest and the saved config is updated. Returns the config to use.
+
+        ``launched_by`` (``PID@HOST``): the `iterate` holding the lock started this process
+        through a launcher and waits for it; rank 0 writes under that lock instead of taking
+        it. A follower rank takes no lock and needs the run to exist.
         """
+        if self.follower:
+            if not self.exists():
+                raise RunError(f"{self.path} is not a run: rank 0 of a launched job writes only to an existing run")
+            return config
+        if launched_by is not None:
+            holder = self.writer()
+            if holder is None or f"{holder.pid}@{holder.host}" != launched_by:
+                raise RunError(f"{self.path}: launched by {launched_by}, but the run's lock is not held by it")
+            self.delegated = True
+            return self._open_locked(config, overrides)
         created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         try:
@@ -172,6 +199,7 @@ class RunDir:
 
     def close(self) -> None:
         """Release the writer lock taken by `open` (a no-op when this process holds none)."""
+        self.delegated = False
         if self.board is not None:
             self.board.close()
             self.board = None
@@ -192,7 +220,7 @@ class RunDir:
         with a dot: `.NAME.XXXX.tmp`, `.NAME.XXXX/`, `.NAME.old/`); they never hold the only
         copy of anything, since a write renames its temporary into place as its last act.
         Only the lock holder calls this, so no live writer owns what it deletes."""
-        if not writer_lock.held_here(self.lock_path):
+        if not (writer_lock.held_here(self.lock_path) or self.delegated):
             raise RunError(f"{self.path}: only the run's writer may remove temporaries")
         for path in sorted(self.path.rglob(".*"), key=lambda p: -len(p.parts)):
             if path.is_dir():
@@ -212,6 +240,8 @@ class RunDir:
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
     def _save_manifest(self, manifest: dict[str, Any]) -> None:
+        if self.follower:
+            return
         atomic_write_json(self.manifest_path, manifest)
 
     def phase(self, iteration: int, name: str) -> dict[str, Any]:
@@ -316,6 +346,8 @@ class RunDir:
     # ----------------------------------------------------------------------------- metrics
     def log(self, event: dict[str, Any]) -> None:
         """Append one metrics line (with a timestamp) and fsync it."""
+        if self.follower:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         event = {**event, "time": time.time()}
         line = json.dumps(event, sort_keys=True) + "\n"
@@ -347,6 +379,8 @@ class RunDir:
             step = e.get("step")
             return keep_steps_upto is not None and step is not None and step <= keep_steps_upto
 
+        if self.follower:
+            return
         events = self.metrics()
         kept = [e for e in events if keep(e)]
         raw = self.metrics_path.read_text(encoding="utf-8") if self.metrics_path.exists() else ""
@@ -364,6 +398,7 @@ class RunDir:
         return str(Path(path).relative_to(self.path))
 
     def write_records(self, iteration: int, name: str, records: Iterable[Any]) -> str:
+        self._writer_only(name)
         path = self.artefact(iteration, name)
         atomic_write_jsonl(path, records)
         return self.rel(path)
@@ -381,6 +416,7 @@ class RunDir:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def write_json(self, iteration: int, name: str, data: Any) -> str:
+        self._writer_only(name)
         path = self.artefact(iteration, name)
         atomic_write_json(path, data)
         return self.rel(path)
@@ -388,13 +424,21 @@ class RunDir:
     def chunks(self, iteration: int, name: str) -> ChunkStore:
         return ChunkStore(self.artefact(iteration, f"{name}.parts"))
 
+    def _writer_only(self, name: str) -> None:
+        if self.follower:
+            raise RunError(f"rank {self.ranks.rank} may not write {name}: only rank 0 writes the run directory")
+
     @contextmanager
     def checkpoint_dir(self, iteration: int, name: str) -> Iterator[Path]:
-        with atomic_dir(self.artefact(iteration, name)) as tmp:
+        """A folder to fill that replaces ``iter_k/NAME`` when done; under a launcher, one
+        folder for every rank (see `reasoner.ranks.shared_dir`)."""
+        target = self.artefact(iteration, name)
+        with shared_dir(target, self.ranks) if self.ranks.launched else atomic_dir(target) as tmp:
             yield tmp
 
     def state_dir(self, iteration: int, phase: str = "train") -> StateStore:
-        return StateStore(self.artefact(iteration, "train_state" if phase == "train" else f"train_state_{phase}"))
+        folder = self.artefact(iteration, "train_state" if phase == "train" else f"train_state_{phase}")
+        return StateStore(folder, self.ranks)
 
 
 class ChunkStore:
@@ -422,8 +466,9 @@ class ChunkStore:
 class StateStore:
     """Training state folders ``step-NNNNNN`` and a ``latest`` pointer written last."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, ranks: Ranks | None = None):
         self.folder = folder
+        self.ranks = ranks or Ranks()
 
     def latest(self) -> Path | None:
         pointer = self.folder / "latest"
@@ -435,15 +480,19 @@ class StateStore:
     @contextmanager
     def save(self, step: int) -> Iterator[Path]:
         target = self.folder / f"step-{step:06d}"
-        with atomic_dir(target) as tmp:
+        with shared_dir(target, self.ranks) if self.ranks.launched else atomic_dir(target) as tmp:
             yield tmp
-        atomic_write_text(self.folder / "latest", target.name + "\n")
-        for old in self.folder.glob("step-*"):
-            if old.name != target.name:
-                shutil.rmtree(old, ignore_errors=True)
+        if self.ranks.main:
+            atomic_write_text(self.folder / "latest", target.name + "\n")
+            for old in self.folder.glob("step-*"):
+                if old.name != target.name:
+                    shutil.rmtree(old, ignore_errors=True)
+        barrier()  # every rank sees the new pointer before it goes on
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        barrier()
+        if self.ranks.main:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def run_path(name: str) -> Path:

@@ -67,7 +67,7 @@ class Session:
         if len(self._backends) >= MAX_BACKENDS:
             self._backends.popitem(last=False)
         factory = get_backend(self.config.generate.backend)
-        backend = factory(spec, self.config.run.device)
+        backend = factory(spec, self.config.run.device, self.config.generate)
         if self.config.task.prompt == "tools":  # the model's Python runs in the sandbox as it writes
             from reasoner.tools import ToolBackend
 

@@ -14,6 +14,7 @@ import torch
 from reasoner import models, seeding
 from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.console import progress, say
+from reasoner.ranks import LaunchError, barrier
 from reasoner.records import Pair, Problem, StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
@@ -46,6 +47,12 @@ def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) ->
         seed = _seed(cfg.run.seed, "init", phase, k) if r == role else seeding.derive(cfg.run.seed, "init", phase, r, k)
         rc: RoleTrainConfig = getattr(cfg.train, r)
         engines[r] = get_engine(rc.engine)(s.roles.spec(r, k - 1), rc, max(total, 1), cfg.run.device, seed=seed)
+    for r, engine in engines.items():
+        if getattr(engine, "world", 1) != s.run.ranks.world:
+            raise LaunchError(
+                f"train.{r}.engine = {getattr(cfg.train, r).engine!r} trains in one process, but this job has"
+                f" {s.run.ranks.world}; under a launcher use engine = 'deepspeed'"
+            )
     trainer = Trainer(engines, objective)
     store = s.run.state_dir(k, phase)
     latest = store.latest()
@@ -357,12 +364,13 @@ def mstep(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     before = training_view(s.run.read_records(k, "rollouts.jsonl", Trajectory), oracle)
     if any(t.correct is None for t in before):
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
-    if s.run.artefact(k, "after.jsonl").exists():
-        after = s.run.read_records(k, "after.jsonl", Trajectory)
-    else:
+    if not s.run.artefact(k, "after.jsonl").exists() and s.run.ranks.main:
+        # under a launcher rank 0 samples (the others wait at the barrier), then all read them
         after = _after_samples(s, k, before)
         check_answers(s, problems, after)
         s.run.write_records(k, "after.jsonl", after)
+    barrier()
+    after = s.run.read_records(k, "after.jsonl", Trajectory)
     after = training_view(after, oracle)
     pairs = before_after_pairs(before, after)
     labelled = [t for t in before + after if t.correct is not None and t.text.strip()]

@@ -300,7 +300,7 @@ def test_training_leaves_the_sandboxs_output_out_of_the_loss():
 def scripted_backend():
     """`generate.backend = "scripted"`: the stand-in policy behind the real commands."""
 
-    def factory(spec: str, device: str = "cpu"):
+    def factory(spec: str, device: str = "cpu", settings=None):
         return Scripted(computes("print(3 + 4)"))
 
     BACKENDS["scripted-tools"] = factory

@@ -39,8 +39,10 @@ class Completion:
 
 
 class Backend(Protocol):
-    """Built by its registered factory from ``(spec, device)``: a model spec, not a loaded module,
-    so each backend loads weights its own way. ``tokenizer`` encodes prompts for search."""
+    """Built by its registered factory from ``(spec, device, settings)`` (settings: the
+    `[generate]` section, or None): a model spec, not a loaded module, so each backend loads
+    weights its own way. A factory may carry ``require()``, which raises a `UserError` saying
+    how to install what it needs. ``tokenizer`` encodes prompts for search."""
 
     tokenizer: object
 
@@ -60,9 +62,20 @@ class Backend(Protocol):
         """Token log-probabilities of each continuation after its prompt."""
 
 
+def finish_text(tokenizer, tokens: list[int], finish: str, stop: tuple[str, ...]) -> str:
+    """A completion's text: its tokens decoded, cut just after the first stop string when it
+    stopped on one (a step boundary), as every backend returns it."""
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    if finish == "stop":
+        cut = min((text.find(s) + len(s) for s in stop if s in text), default=len(text))
+        text = text[:cut]
+    return text
+
+
 BACKENDS: Registry[Callable[..., Backend]] = Registry("generation backend")
 register = BACKENDS.register
 get_backend = BACKENDS.lookup
 
 
 from reasoner.generation import hf as _hf  # noqa: E402,F401  (registers "hf")
+from reasoner.generation import vllm_backend as _vllm  # noqa: E402,F401  (registers "vllm"; vLLM itself loads on use)

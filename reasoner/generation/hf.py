@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from reasoner import threads
-from reasoner.generation import Completion, Sampling, register
+from reasoner.generation import Completion, Sampling, finish_text, register
 from reasoner.logprobs import sequence_logprobs
 
 
@@ -39,7 +39,7 @@ class HFBackend:
         self.stats = {"prefill_tokens": 0, "decode_tokens": 0}
 
     @classmethod
-    def from_spec(cls, spec: str, device: str = "cpu") -> HFBackend:
+    def from_spec(cls, spec: str, device: str = "cpu", settings=None) -> HFBackend:
         """The backend for model spec ``spec`` (see `reasoner.models`), weights loaded by transformers."""
         from reasoner import models
 
@@ -192,10 +192,7 @@ class HFBackend:
     def _completion(self, req: _Request, sampling: Sampling) -> Completion:
         tokens = req.tokens[:-1] if req.finish == "eos" else req.tokens
         logprobs = req.logprobs[: len(tokens)]
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        if req.finish == "stop":
-            cut = min((text.find(s) + len(s) for s in sampling.stop if s in text), default=len(text))
-            text = text[:cut]
+        text = finish_text(self.tokenizer, tokens, req.finish or "length", sampling.stop)
         return Completion(tokens, logprobs, text, req.finish or "length", req.prompt_len)
 
     # --------------------------------------------------------------------------------- score

@@ -8,9 +8,11 @@ memory), batch sizes, clipping; a file named in ``deepspeed_config`` is read and
 fields (and the ones it leaves out) are filled from the section, as transformers' Trainer does.
 
 Data parallel: every rank sees the whole step's batch and takes its share of the micro-batches
-(rank r takes micro-batches r, r + W, ...); the loss is normalised by the units of the whole
-global step, and DeepSpeed's gradient average over W ranks is undone by a factor W, so 1 rank
-and W ranks compute the same gradient for the same global batch. Objectives see the module
+(rank r takes micro-batches r, r + W, ...; a partial last batch is padded with weight-0 ones, so
+every rank makes the same micro-steps and the optimizer steps once per step); the loss is
+normalised by the units of the whole global step, and DeepSpeed's gradient average over W ranks
+is undone by a factor W, so 1 rank and W ranks compute the same gradient for the same global
+batch. Objectives see the module
 (`engine.module`), never DeepSpeed's internals.
 
 On CPU it runs with gloo (``DS_ACCELERATOR=cpu``); see ../shared/PLATFORM.md for what was
@@ -192,20 +194,25 @@ class DeepSpeedEngine:
         threads.adapt()
         mb = self.cfg.micro_batch_size
         micro = [batch[i : i + mb] for i in range(0, len(batch), mb)]
-        if len(micro) % self.world:
-            raise ValueError(f"{len(micro)} micro-batches do not split over {self.world} processes")
+        slots = self.config["gradient_accumulation_steps"] * self.world
+        if len(micro) > slots:
+            raise ValueError(f"{len(batch)} examples exceed the global batch of {slots} x {mb}")
         total_units = sum(objective.units(m) for m in micro)  # of the whole global step
         loss_total, metrics = 0.0, {}
-        for m in micro[self.rank :: self.world]:
+        # Every rank runs the configured number of micro-steps, so DeepSpeed steps the optimizer
+        # exactly once and every rank joins every gradient reduction; a step's last, partial
+        # batch fills the missing slots with its first micro-batch at weight 0.
+        for slot in range(self.rank, slots, self.world):
+            m, weight = (micro[slot], 1.0) if slot < len(micro) else (micro[0], 0.0)
             # through engine(...): ZeRO-3 counts micro-steps and hooks the backward pass there
             # (calling the model's parts directly kept only the last micro-batch's gradient)
             loss_sum, _, mets = self.engine(lambda model, m=m: objective.loss(model, m, self.pad_id, self.device))
             # DeepSpeed averages gradients over ranks: x world gives the global step's sum
-            self.engine.backward(loss_sum * self.world / max(total_units, 1), scale_wrt_gas=False)
+            self.engine.backward(loss_sum * (weight * self.world / max(total_units, 1)), scale_wrt_gas=False)
             self.engine.step()
-            loss_total += float(loss_sum.detach())
-            for k, v in mets.items():
-                metrics[k] = metrics.get(k, 0.0) + v
+            loss_total += weight * float(loss_sum.detach())
+            for k, v in mets.items():  # every rank has every key, for the all-reduce below
+                metrics[k] = metrics.get(k, 0.0) + weight * v
         sums = torch.tensor([loss_total, *metrics.values()], dtype=torch.float64)
         torch.distributed.all_reduce(sums)
         loss_total, metrics = float(sums[0]), dict(zip(metrics, sums[1:].tolist(), strict=True))
