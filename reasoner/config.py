@@ -78,6 +78,7 @@ class GenerateConfig:
     data_parallel_size: int = _f(1, "Backend vllm: model replicas that share the requests (data parallel).")
     gpu_memory_utilization: float = _f(0.9, "Backend vllm: share of each GPU's memory vLLM may take.")
     prefix_caching: bool = _f(True, "Backend vllm: reuse the KV of shared prompt prefixes (tree search).")
+    dtype: str = _f("auto", "Backend vllm: dtype of the weights (auto: vLLM's choice; float32 matches the hf backend).")
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:

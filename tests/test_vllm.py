@@ -10,6 +10,7 @@ from tinyrun import TINY_SAMPLES, as_sets
 from typer.testing import CliRunner
 
 from reasoner.cli import app
+from reasoner.config import GenerateConfig
 from reasoner.generation import Sampling
 
 runner = CliRunner()
@@ -28,12 +29,18 @@ def test_asking_for_vllm_without_it_says_how_to_install(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def both():
+def both(tmp_path_factory):
+    """A tiny random Llama saved as a folder (head size 32: vLLM's CPU attention has no kernel
+    for the `tiny` spec's 8), loaded by each backend its own way."""
     pytest.importorskip("vllm")
+    from reasoner import models
     from reasoner.generation.hf import HFBackend
     from reasoner.generation.vllm_backend import VLLMBackend
 
-    return HFBackend.from_spec("tiny"), VLLMBackend.from_spec("tiny")
+    folder = tmp_path_factory.mktemp("tiny-vllm")
+    models.save(models.LoadedModel(models.tiny_model(0, hidden=128), models.tiny_tokenizer()), folder)
+    settings = GenerateConfig(dtype="float32")  # vLLM's CPU default is bfloat16
+    return HFBackend.from_spec(str(folder)), VLLMBackend.from_spec(str(folder), "cpu", settings)
 
 
 PROMPTS = ["Q: 1 + 2 =", "Q: 7 - 3 = ? Think step by step.", "abc"]
@@ -71,3 +78,19 @@ def test_seeds_are_per_request_and_stops_end_at_a_step_boundary(both):
     cut = vl.generate(PROMPTS, Sampling(temperature=1.0, max_new_tokens=24, seed=1, stop=(stop,)))
     hits = [c for c in cut if c.finish_reason == "stop"]
     assert hits and all(c.text.endswith(stop) and c.text.count(stop) == 1 for c in hits)
+
+
+@pytest.mark.slow
+def test_two_data_parallel_replicas_give_one_engines_results(both):
+    _, vl = both
+    from reasoner.generation.vllm_backend import VLLMBackend
+
+    folder = vl.tokenizer.name_or_path
+    two = VLLMBackend.from_spec(folder, "cpu", GenerateConfig(dtype="float32", data_parallel_size=2))
+    prompts = PROMPTS * 3  # split 5 / 4 over the two replicas
+    s = Sampling(temperature=1.0, max_new_tokens=10, seed=2)
+    a, b = vl.generate(prompts, s), two.generate(prompts, s)
+    assert [x.token_ids for x in a] == [x.token_ids for x in b]  # per-request seeds: the split does not matter
+    flat = [x for row in two.score(PROMPTS, ["12", "2", "3"]) for x in row]
+    assert flat == pytest.approx([x for row in vl.score(PROMPTS, ["12", "2", "3"]) for x in row], abs=1e-4)
+    assert len(flat) == 4
