@@ -170,6 +170,7 @@ def _ranks_of(run: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_iterate_launches_torchrun_and_a_dead_rank_resumes_from_the_last_saved_step(tmp_path):
+    """torchrun, a SIGKILL of one rank, then the resume under the deepspeed launcher."""
     one = tmp_path / "one"  # the same global batch in one process: the torch engine, no launcher
     done = _iterate(one, LAUNCHED)
     _, err = done.communicate(timeout=600)
@@ -196,10 +197,13 @@ def test_iterate_launches_torchrun_and_a_dead_rank_resumes_from_the_last_saved_s
     saved = int((latest.read_text().strip()).split("-")[1])
     assert saved >= 1
 
-    job = _iterate(two, keys)  # resume
+    # the resume goes through the other launcher: the deepspeed launcher's 2 processes pick up
+    # the torchrun job's saved step
+    job = _iterate(two, [k.replace("launcher=torchrun", "launcher=deepspeed") for k in keys])
     _, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-3000:]
     assert f"resuming from step {saved}" in err
+    assert "deepspeed" in err and "exits successfully" in err  # the deepspeed launcher's own lines
     got = _train_losses(two)
     start = models.load("tiny").model.state_dict()
     assert len(got) == len(expected) and all(abs(a - b) < 1e-5 for a, b in zip(got, expected, strict=True)), (
