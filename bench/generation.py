@@ -42,6 +42,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--no-vllm", action="store_true", help="skip the vllm backend even where it is installed")
     ap.add_argument("--model", default=models.EMBEDDED)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
@@ -96,6 +97,8 @@ def main() -> None:
     print(f"model.generate : {base_tokens} tokens in {base_time:.1f}s = {base_tps:.1f} tok/s")
     print(f"hf backend     : {ours_tokens} tokens in {ours_time:.1f}s = {ours_tps:.1f} tok/s")
     print(f"bare decode    : {bare_tps:.1f} tok/s at batch {args.batch} (hf backend reaches {ours_tps / bare_tps:.2f})")
+    work = backend.stats
+    print(f"hf backend work: {work['prefill_tokens']} prompt tokens prefilled, {work['decode_tokens']} decoded")
     if vllm_tps is not None:
         print(f"vllm backend   : {vllm_tps:.1f} tok/s ({vllm_tps / ours_tps:.2f}x the hf backend)")
     print(f"speedup        : {ours_tps / base_tps:.2f}x   (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f})")
@@ -112,6 +115,8 @@ def main() -> None:
                 "backend_tok_s": round(ours_tps, 1),
                 "speedup_vs_generate": round(ours_tps / base_tps, 2),
                 "bare_decode_tok_s": round(bare_tps, 1),
+                "prefill_tokens": backend.stats["prefill_tokens"],
+                "decode_tokens": backend.stats["decode_tokens"],
                 "backend_over_bare": round(ours_tps / bare_tps, 2),
                 "vllm_tok_s": None if vllm_tps is None else round(vllm_tps, 1),
                 "load_avg_before": round(load_before, 2),
@@ -144,13 +149,17 @@ def bare_decode(loaded, prompts: list[str], steps: int) -> float:
 
 def vllm_tokens_per_second(args, prompts: list[str]) -> float | None:
     """The `vllm` backend on the same prompts, or None where vLLM is not installed."""
+    if args.no_vllm:
+        return None
     try:
         import vllm  # noqa: F401
     except ImportError:
         return None
+    from reasoner.config import GenerateConfig
     from reasoner.generation.vllm_backend import VLLMBackend
 
-    backend = VLLMBackend(args.model, "cpu" if not torch.cuda.is_available() else "cuda")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = VLLMBackend(args.model, device, GenerateConfig(dtype="float32"))  # the hf backend's precision
     sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
     backend.generate(prompts[:2], Sampling(temperature=0.8, max_new_tokens=4, seed=0))  # warm-up
     t0 = time.perf_counter()

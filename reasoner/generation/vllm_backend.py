@@ -118,7 +118,9 @@ class VLLMBackend:
         if cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; vLLM's CPU default is 4
         folder = str(_model_folder(spec))
-        options: dict = {"enforce_eager": cpu}  # no graph capture on the CPU
+        # On the CPU: no graph capture; and no chunked prefill, since vllm-cpu 0.32 fails on a
+        # seeded request whose prompt is split over steps ("CPU Generator does not use offset")
+        options: dict = {"enforce_eager": cpu, **({"enable_chunked_prefill": False} if cpu else {})}
         replicas, tp = 1, 1
         if settings is not None:
             tp, replicas = settings.tensor_parallel_size, settings.data_parallel_size
