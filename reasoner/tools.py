@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 from reasoner.config import ToolsConfig
-from reasoner.generation import Completion, Sampling
+from reasoner.generation import Completion, Sampling, TextPrompts
 from reasoner.verifiers.sandbox import Limits, run_python
 
 CODE_OPEN = "```python"
@@ -150,7 +150,7 @@ class _Row:
     future: Future | None = None
 
 
-class ToolBackend:
+class ToolBackend(TextPrompts):
     """A backend whose generations may run Python: wraps any backend of the protocol."""
 
     def __init__(self, inner, cfg: ToolsConfig):
@@ -163,10 +163,6 @@ class ToolBackend:
 
     def __getattr__(self, name: str):  # score, score_ids, store, model, ...: the inner backend's
         return getattr(self.inner, name)
-
-    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(encoded, sampling, progress, on_row)
 
     def generate_ids(
         self, prompts: list[list[int]], sampling: Sampling, progress=None, on_row=None

@@ -62,6 +62,17 @@ class Backend(Protocol):
         """Token log-probabilities of each continuation after its prompt."""
 
 
+class TextPrompts:
+    """`Backend.generate` for a backend that has `generate_ids`: each prompt tokenised on its
+    own, without special tokens (the chat template already holds them)."""
+
+    tokenizer: object
+
+    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return self.generate_ids(encoded, sampling, progress, on_row)
+
+
 def finish_text(tokenizer, tokens: list[int], finish: str, stop: tuple[str, ...]) -> str:
     """A completion's text: its tokens decoded, cut just after the first stop string when it
     stopped on one (a step boundary), as every backend returns it."""

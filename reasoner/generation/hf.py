@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from reasoner import threads
-from reasoner.generation import Completion, Sampling, finish_text, register
+from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
 from reasoner.logprobs import sequence_logprobs
 
 
-class HFBackend:
+class HFBackend(TextPrompts):
     def __init__(
         self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 4 << 30
     ):
@@ -47,11 +47,6 @@ class HFBackend:
         return cls(loaded.model, loaded.tokenizer, device)
 
     # ------------------------------------------------------------------------------ generate
-    @torch.inference_mode()
-    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(encoded, sampling, progress, on_row)
-
     @torch.inference_mode()
     def generate_ids(
         self, prompts: list[list[int]], sampling: Sampling, progress=None, on_row=None

