@@ -68,11 +68,27 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _fsync_tree(folder: Path) -> None:
-    for f in folder.rglob("*"):
+def install_dir(tmp: Path, target: Path) -> None:
+    """Make the filled folder ``tmp`` become ``target``: its files synced to disk, then renamed
+    into place (an older ``target`` moved aside first and removed), the parent synced. Shared by
+    `reasoner.run.atomic_dir` (one process) and `shared_dir` (rank 0 of a job)."""
+    for f in tmp.rglob("*"):
         if f.is_file():
             with open(f, "rb") as handle:
                 os.fsync(handle.fileno())
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -90,13 +106,7 @@ def shared_dir(target: Path, ranks: Ranks) -> Iterator[Path]:
         yield tmp
         barrier()
         if ranks.main:
-            _fsync_tree(tmp)
-            old = target.with_name(f".{target.name}.old")
-            if target.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            install_dir(tmp, target)
         barrier()
     finally:
         if ranks.main:

@@ -24,7 +24,7 @@ from typing import Any
 from reasoner import config as cfg
 from reasoner import integrity, writer_lock
 from reasoner.errors import UserError
-from reasoner.ranks import Ranks, barrier, shared_dir
+from reasoner.ranks import Ranks, barrier, install_dir, shared_dir
 from reasoner.records import R, iter_jsonl, jsonl_text
 
 PENDING, RUNNING, COMPLETE = "pending", "running", "complete"
@@ -83,19 +83,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as handle:
-                    os.fsync(handle.fileno())
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-        _fsync_dir(target.parent)
+        install_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
