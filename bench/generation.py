@@ -50,9 +50,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="0: auto (the shipped run.threads)")
     ap.add_argument("--load", action="store_true", help="idle vs beside one busy process")
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--device", default="cpu", help="torch device for generate, the hf backend and the bare step")
     args = ap.parse_args()
     threads.configure(args.threads)
-    loaded = models.load(args.model)
+    models.check_device(args.device)
+    loaded = models.load(args.model, args.device)
     tok = loaded.tokenizer
     questions = [json.loads(line)["question"] for line in open(args.data)][: args.prompts]
     prompts = [
@@ -68,7 +70,7 @@ def main() -> None:
     base_tokens = 0
     eos = tok.eos_token_id
     for s in range(0, len(prompts), args.batch):
-        enc = tok(prompts[s : s + args.batch], return_tensors="pt", padding=True, padding_side="left")
+        enc = tok(prompts[s : s + args.batch], return_tensors="pt", padding=True, padding_side="left").to(args.device)
         out = loaded.model.generate(
             **enc,
             max_new_tokens=args.new_tokens,
@@ -83,14 +85,14 @@ def main() -> None:
             base_tokens += row.index(eos) if eos in row else len(row)
     base_time = time.perf_counter() - t0
 
-    backend = HFBackend(loaded.model, tok)
+    backend = HFBackend(loaded.model, tok, args.device)
     sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
     t0 = time.perf_counter()
     outs = backend.generate(prompts, sampling)
     ours_time = time.perf_counter() - t0
     ours_tokens = sum(len(c.token_ids) for c in outs)
 
-    bare_tps = bare_decode(loaded, prompts[: args.batch], min(args.new_tokens, 128))
+    bare_tps = bare_decode(loaded, prompts[: args.batch], min(args.new_tokens, 128), args.device)
     vllm_tps = vllm_tokens_per_second(args, prompts)
 
     base_tps, ours_tps = base_tokens / base_time, ours_tokens / ours_time
@@ -111,6 +113,7 @@ def main() -> None:
                 "batch": args.batch,
                 "max_new_tokens": args.new_tokens,
                 "threads": args.threads,
+                "device": args.device,
                 "generate_tok_s": round(base_tps, 1),
                 "backend_tok_s": round(ours_tps, 1),
                 "speedup_vs_generate": round(ours_tps / base_tps, 2),
@@ -127,24 +130,32 @@ def main() -> None:
 
 
 @torch.inference_mode()
-def bare_decode(loaded, prompts: list[str], steps: int) -> float:
+def bare_decode(loaded, prompts: list[str], steps: int, device: str = "cpu") -> float:
     """Tokens/s of the decode step alone: one forward of one token per row with a KV cache,
     then sampling at T=0.8, ``steps`` times, every row busy (the prefill is not timed)."""
     from transformers import DynamicCache
 
     tok, model = loaded.tokenizer, loaded.model
-    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left")
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
     cache = DynamicCache()
     mask = enc["attention_mask"]
     out = model(input_ids=enc["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float() / 0.8, -1), 1, generator=gen)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
         out = model(input_ids=nxt, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
         nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float() / 0.8, -1), 1, generator=gen)
+    synchronize(device)
     return len(prompts) * steps / (time.perf_counter() - t0)
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a clock read after it counts it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def vllm_tokens_per_second(args, prompts: list[str]) -> float | None:
@@ -158,7 +169,7 @@ def vllm_tokens_per_second(args, prompts: list[str]) -> float | None:
     from reasoner.config import GenerateConfig
     from reasoner.generation.vllm_backend import VLLMBackend
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.device(args.device).type == "cuda" else "cpu"
     backend = VLLMBackend(args.model, device, GenerateConfig(dtype="float32"))  # the hf backend's precision
     sampling = Sampling(temperature=0.8, max_new_tokens=args.new_tokens, seed=0, batch_size=args.batch)
     backend.generate(prompts[:2], Sampling(temperature=0.8, max_new_tokens=4, seed=0))  # warm-up

@@ -174,6 +174,28 @@ def test_grade_bad_line_names_file_line_field_and_keeps_earlier_output(tmp_path)
     assert out.read_text() == "earlier results\n"
 
 
+def test_grade_stops_with_exit_2_when_the_symbolic_checker_cannot_run(tmp_path, monkeypatch):
+    """A parser package that does not import (seen on a GPU image without latex2sympy2_extended)
+    used to leave every sympy-bound answer "unverifiable" while the job went on scoring."""
+    import sys
+
+    from reasoner.verifiers import pool
+
+    broken = tmp_path / "site" / "latex2sympy2_extended"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('planted: this package is broken')\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), *sys.path])  # spawned workers get it too
+    monkeypatch.setattr(pool, "_POOL", None)
+    src = tmp_path / "preds.jsonl"
+    src.write_text('{"prediction": "\\\\boxed{2\\\\sqrt{2}}", "gold": "\\\\sqrt{8}", "pack": "math"}\n')
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["grade", str(src), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "symbolic answer checker cannot run" in message and "planted: this package is broken" in message
+    assert not out.exists()
+
+
 def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):
     import reasoner.trainphases as tp
     from reasoner import config as cfg

@@ -15,16 +15,28 @@ import os
 import queue
 import threading
 
-from reasoner.verifiers.verdict import UNVERIFIABLE, Verdict
+from reasoner.errors import UserError
+from reasoner.verifiers.verdict import CORRECT, UNVERIFIABLE, Verdict
 
 DEFAULT_TIMEOUT = float(os.environ.get("REASONER_VERIFY_TIMEOUT", "5"))
 STARTUP_TIMEOUT = 120.0
 
 
-def _serve(conn) -> None:
-    from reasoner.verifiers.equivalence import symbolic
+class VerifierUnavailable(UserError):
+    """The symbolic checker cannot run here (a parser package is missing or broken): every
+    answer would come back unverifiable, so the job stops instead of scoring nothing."""
 
-    symbolic("\\frac{1}{2}", "\\sqrt{8}")  # warm-up: the parsers load lazily on first use
+
+def _serve(conn) -> None:
+    try:
+        from reasoner.verifiers.equivalence import symbolic
+
+        warm = symbolic("\\frac{1}{2}", "\\sqrt{2}/\\sqrt{8}")  # warm-up: the parsers load lazily
+        if warm.status != CORRECT:
+            raise RuntimeError(f"1/2 and sqrt(2)/sqrt(8) judged {warm.status} ({warm.reason})")
+    except Exception as err:  # told to the caller, who stops with it, rather than dying unseen
+        conn.send(("broken", f"{type(err).__name__}: {err}"))
+        return
     conn.send("ready")  # imports done: the judgment clock starts after this, not before
     while True:
         try:
@@ -48,9 +60,16 @@ class _Worker:
         child.close()
         # Starting a process and importing sympy takes seconds on a loaded machine; that time
         # is not the judgment's, so wait for the worker to say it is ready.
-        if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != "ready":
+        if not self.conn.poll(STARTUP_TIMEOUT):
             self.kill()
             raise OSError(f"verifier worker did not start within {STARTUP_TIMEOUT:g}s")
+        hello = self.conn.recv()
+        if hello != "ready":
+            self.kill()
+            raise VerifierUnavailable(
+                f"the symbolic answer checker cannot run: {hello[1]}; reinstall the project's"
+                " dependencies (pip install -e .) so that sympy and latex2sympy2_extended import"
+            )
 
     def kill(self) -> None:
         self.proc.kill()
