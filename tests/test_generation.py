@@ -1,7 +1,7 @@
 import torch
 
 from reasoner.generation import Sampling
-from reasoner.generation.hf import HFBackend, _common_prefix, _sample
+from reasoner.generation.hf import HFBackend, _common_prefix, _length_groups, _sample
 
 PREFIX = "You are a careful solver. Answer briefly and end with the answer. "
 
@@ -112,6 +112,33 @@ def test_repeated_prompts_are_prefilled_once_with_the_same_results(tiny, monkeyp
     together = backend.generate(prompts, Sampling(temperature=1.0, max_new_tokens=8, seed=2, batch_size=12))
     assert [o.token_ids for o in together] == [o.token_ids for o in one_by_one]
     assert sum(rows_prefilled) == 3  # one prefill row per distinct prompt
+
+
+def test_length_groups_bound_padding_by_hand():
+    # rows sorted longest first; a run's width is its first row's length.
+    # [0, 1]: 2 x 100 = 200 <= 1.1 x 195; adding 2 would give 300 > 1.1 x 235.
+    assert _length_groups([0, 1, 2, 3], [100, 95, 40, 38], 0.1) == [[0, 1], [2, 3]]
+    assert _length_groups([2, 0, 1], [10, 10, 30], 0.0) == [[2], [0, 1]]
+    # slack 1.0: 4 x 100 = 400 <= 2 x 273, so all four go together.
+    assert _length_groups([0, 1, 2, 3], [100, 95, 40, 38], 1.0) == [[0, 1, 2, 3]]
+
+
+def test_mixed_prompt_lengths_prefill_few_padding_positions_and_match_generate(tiny):
+    backend = HFBackend(tiny.model, tiny.tokenizer)
+    long_and_short = ["L" * 90 + " Q?", "M" * 85 + " Q?", "a?", "bc?", "d?"]  # no shared prefix
+    outs = backend.generate(long_and_short, Sampling(temperature=0, max_new_tokens=6, batch_size=5))
+    for prompt, out in zip(long_and_short, outs, strict=True):
+        assert out.token_ids == _reference_greedy(tiny, prompt, 6)
+    real, computed = backend.stats["prefill_tokens"], backend.stats["prefill_computed"]
+    assert real == sum(len(p) for p in long_and_short)  # one token per character
+    assert computed <= 1.1 * real  # one padded forward would compute 5 x 93 = 465 for 193
+    sampled = backend.generate(long_and_short, Sampling(temperature=1.0, max_new_tokens=6, seed=4, batch_size=5))
+    # request i's generator is seeded with i, so give each prompt alone its own index
+    alone = [
+        backend.generate(long_and_short[: i + 1], Sampling(temperature=1.0, max_new_tokens=6, seed=4, batch_size=1))[i]
+        for i in range(len(long_and_short))
+    ]
+    assert [o.token_ids for o in sampled] == [o.token_ids for o in alone]
 
 
 def test_kept_prefixes_are_reused_exactly(tiny):

@@ -26,7 +26,13 @@ from reasoner.logprobs import sequence_logprobs
 
 class HFBackend(TextPrompts):
     def __init__(
-        self, model, tokenizer, device: str = "cpu", refill_fraction: float = 0.25, prefix_store_bytes: int = 4 << 30
+        self,
+        model,
+        tokenizer,
+        device: str = "cpu",
+        refill_fraction: float = 0.25,
+        prefix_store_bytes: int = 4 << 30,
+        prefill_slack: float = 0.1,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -36,7 +42,8 @@ class HFBackend(TextPrompts):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.min_shared_prefix = 16
         self.store = PrefixStore(max_bytes=prefix_store_bytes)
-        self.stats = {"prefill_tokens": 0, "decode_tokens": 0}
+        self.prefill_slack = prefill_slack
+        self.stats = {"prefill_tokens": 0, "prefill_computed": 0, "decode_tokens": 0, "decode_steps": 0}
 
     @classmethod
     def from_spec(cls, spec: str, device: str = "cpu", settings=None) -> HFBackend:
@@ -90,13 +97,43 @@ class HFBackend(TextPrompts):
         Requests with the same prompt (n samples of one problem) are prefilled once. Each
         distinct prompt starts from the longest prefix whose keys and values are in the prefix
         store (a shared few-shot prefix, or a search node's prefix), so only its new tokens are
-        computed. A row's layout is [padding][cached prefix][padding][new tokens]; positions
-        come from the mask's cumsum, so the gaps do not shift the rotary positions.
+        computed. Prompts of similar length go through the model together (`_length_groups`):
+        a forward pads every row to its longest, so one forward over a 150- and a 60-token
+        prompt would spend most of the short row on padding.
         """
         first_of: dict[tuple[int, ...], int] = {}
         row_of = [first_of.setdefault(tuple(prompts[i]), len(first_of)) for i in take]
         uniq = list(first_of)
         hits = [self.store.longest(u, len(u) - 1) for u in uniq]
+        new_len = [len(u) - c for u, (c, _) in zip(uniq, hits, strict=True)]
+        order = sorted(range(len(uniq)), key=lambda r: -new_len[r])
+        parts = [
+            self._prefill_rows([uniq[r] for r in group], [hits[r] for r in group])
+            for group in _length_groups(order, new_len, self.prefill_slack)
+        ]
+        cache, mask, logits_new = _stack_rows(parts)
+        at = {r: i for i, r in enumerate(order)}
+        index = [at[r] for r in row_of]  # each request's row among the prefilled ones
+        if index != list(range(len(order))):
+            picked = torch.tensor(index, device=self.device)
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys[picked], layer.values[picked]
+            mask, logits_new = mask[picked], logits_new[picked]
+        new = [_Request(i, len(prompts[i]), _row_generator(sampling.seed, i)) for i in take]
+        if state.size == 0:
+            state.cache, state.mask, state.requests = cache, mask, new
+            state.positions = mask.sum(-1)
+            return logits_new
+        logits_old = self._decode(state)
+        state.join(cache, mask, new)
+        return torch.cat([logits_old, logits_new], dim=0)
+
+    def _prefill_rows(self, uniq: list[tuple[int, ...]], hits) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """One forward over distinct prompts: (cache, mask (R, W), last logits (R, V)).
+
+        A row's layout is [padding][cached prefix][padding][new tokens]; positions come from
+        the mask's cumsum, so the gaps do not shift the rotary positions.
+        """
         width_c = max(c for c, _ in hits)
         suffixes = [u[c:] for u, (c, _) in zip(uniq, hits, strict=True)]
         width = max(len(x) for x in suffixes)
@@ -121,20 +158,8 @@ class HFBackend(TextPrompts):
             logits_to_keep=1,
         )
         self.stats["prefill_tokens"] += sum(len(x) for x in suffixes)
-        logits_new = out.logits[:, -1, :].float()
-        if len(uniq) < len(take):
-            index = torch.tensor(row_of, device=self.device)
-            for layer in cache.layers:
-                layer.keys, layer.values = layer.keys[index], layer.values[index]
-            mask, logits_new = mask[index], logits_new[index]
-        new = [_Request(i, len(prompts[i]), _row_generator(sampling.seed, i)) for i in take]
-        if state.size == 0:
-            state.cache, state.mask, state.requests = cache, mask, new
-            state.positions = mask.sum(-1)
-            return logits_new
-        logits_old = self._decode(state)
-        state.join(cache, mask, new)
-        return torch.cat([logits_old, logits_new], dim=0)
+        self.stats["prefill_computed"] += ids.numel()
+        return cache, mask, out.logits[:, -1, :].float()
 
     def _compute_prefix(self, prefix: list[int]) -> None:
         """Compute and store the keys and values of a prefix that many prompts share."""
@@ -156,6 +181,7 @@ class HFBackend(TextPrompts):
         )
         state.positions = state.positions + 1
         self.stats["decode_tokens"] += state.size
+        self.stats["decode_steps"] += 1
         return out.logits[:, -1, :].float()
 
     def _sample_and_append(self, state: _Batch, logits, sampling: Sampling, stop_window: int):
@@ -382,6 +408,40 @@ def _stack_prefixes(hits, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]
                 values[row, :, width - length :] = kv[layer][1][0]
         out.append((keys, values))
     return out
+
+
+def _length_groups(order: list[int], lengths: list[int], slack: float) -> list[list[int]]:
+    """Split rows sorted longest first into runs that one padded forward computes with at most
+    ``slack`` more positions than real tokens (a run's width is its first row's length).
+
+    >>> _length_groups([0, 1, 2, 3], [100, 95, 40, 38], 0.1)
+    [[0, 1], [2, 3]]
+    """
+    groups: list[list[int]] = []
+    real = 0
+    for r in order:
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= (1 + slack) * (real + lengths[r]):
+            groups[-1].append(r)
+            real += lengths[r]
+        else:
+            groups.append([r])
+            real = lengths[r]
+    return groups
+
+
+def _stack_rows(parts) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    """(cache, mask, logits) of several prefills as one, rows in order, shorter ones left-padded
+    with masked zeros."""
+    if len(parts) == 1:
+        return parts[0]
+    width = max(mask.shape[1] for _, mask, _ in parts)
+    cache = DynamicCache()
+    for layer_idx in range(len(parts[0][0].layers)):
+        keys = torch.cat([_left_pad(c.layers[layer_idx].keys, width) for c, _, _ in parts])
+        values = torch.cat([_left_pad(c.layers[layer_idx].values, width) for c, _, _ in parts])
+        cache.update(keys, values, layer_idx)
+    mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for _, m, _ in parts])
+    return cache, mask, torch.cat([lg for _, _, lg in parts])
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
