@@ -23,6 +23,7 @@ runner = CliRunner()
         (["--set", "train.policy.objective=implicit_prm"], "trains reward, not the policy"),
         (["--set", "search.beam_scorer=mc"], "search.beam_scorer = 'mc': that labeller cannot score partial solutions"),
         (["--set", "label.shaping=square"], "unknown shaper 'square'; valid: clip, delta, none"),
+        (["--set", "generate.dtype=fp8"], "generate.dtype = 'fp8'; valid: auto, float32, bfloat16, float16"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, args, fragment):
@@ -194,6 +195,27 @@ def test_grade_stops_with_exit_2_when_the_symbolic_checker_cannot_run(tmp_path, 
     message = " ".join(result.output.split())
     assert "symbolic answer checker cannot run" in message and "planted: this package is broken" in message
     assert not out.exists()
+
+
+def test_generate_dtype_bfloat16_generates_with_bfloat16_weights(tmp_path, monkeypatch):
+    import torch
+
+    from reasoner.generation.hf import HFBackend
+
+    seen = []
+    init = HFBackend.__init__
+
+    def spy(self, model, *args, **kwargs):
+        seen.append(next(model.parameters()).dtype)
+        init(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "__init__", spy)
+    run = tmp_path / "r"
+    result = runner.invoke(app, ["iterate", "--run", str(run), *as_sets([*TINY_SAMPLES, "generate.dtype=bfloat16"])])
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {torch.bfloat16}  # the policy, each time a backend was built
+    rollouts = [json.loads(x) for x in (run / "iter_0001" / "rollouts.jsonl").read_text().splitlines()]
+    assert len(rollouts) == 8 * 4 and all(r["num_tokens"] > 0 and r["logprob"] < 0 for r in rollouts)
 
 
 def test_judge_filter_drops_samples_with_a_bad_step(tmp_path):

@@ -47,10 +47,14 @@ class HFBackend(TextPrompts):
 
     @classmethod
     def from_spec(cls, spec: str, device: str = "cpu", settings=None) -> HFBackend:
-        """The backend for model spec ``spec`` (see `reasoner.models`), weights loaded by transformers."""
+        """The backend for model spec ``spec`` (see `reasoner.models`), weights loaded by transformers
+        in float32, or in ``settings.dtype`` (`generate.dtype`) when that names one."""
         from reasoner import models
 
         loaded = models.load(spec, device)
+        dtype = getattr(settings, "dtype", "auto")
+        if dtype not in ("auto", "float32"):
+            loaded.model.to(getattr(torch, dtype))
         return cls(loaded.model, loaded.tokenizer, device)
 
     # ------------------------------------------------------------------------------ generate
