@@ -115,7 +115,8 @@ class HFBackend(TextPrompts):
             self._prefill_rows([uniq[r] for r in group], [hits[r] for r in group])
             for group in _length_groups(order, new_len, self.prefill_slack)
         ]
-        cache, mask, logits_new = _stack_rows(parts)
+        cache, mask = _stack_rows([(c, m) for c, m, _ in parts])
+        logits_new = torch.cat([lg for _, _, lg in parts])
         at = {r: i for i, r in enumerate(order)}
         index = [at[r] for r in row_of]  # each request's row among the prefilled ones
         if index != list(range(len(order))):
@@ -300,12 +301,7 @@ class _Batch:
 
     def join(self, cache: DynamicCache, mask: torch.Tensor, requests: list[_Request]) -> None:
         """Append prefilled rows; the shorter side is left-padded with masked zeros."""
-        old_len, new_len = self.mask.shape[1], mask.shape[1]
-        width = max(old_len, new_len)
-        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
-        self.mask = torch.cat([F.pad(self.mask, (width - old_len, 0)), F.pad(mask, (width - new_len, 0))])
+        self.cache, self.mask = _stack_rows([(self.cache, self.mask), (cache, mask)])
         self.positions = torch.cat([self.positions, mask.sum(-1)])
         self.requests = self.requests + requests
 
@@ -433,19 +429,18 @@ def _length_groups(order: list[int], lengths: list[int], slack: float) -> list[l
     return groups
 
 
-def _stack_rows(parts) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-    """(cache, mask, logits) of several prefills as one, rows in order, shorter ones left-padded
-    with masked zeros."""
+def _stack_rows(parts: list[tuple[DynamicCache, torch.Tensor]]) -> tuple[DynamicCache, torch.Tensor]:
+    """(cache, mask (R, W)) pairs as one, rows in order, shorter ones left-padded with masked
+    zeros."""
     if len(parts) == 1:
         return parts[0]
-    width = max(mask.shape[1] for _, mask, _ in parts)
+    width = max(mask.shape[1] for _, mask in parts)
     cache = DynamicCache()
     for layer_idx in range(len(parts[0][0].layers)):
-        keys = torch.cat([_left_pad(c.layers[layer_idx].keys, width) for c, _, _ in parts])
-        values = torch.cat([_left_pad(c.layers[layer_idx].values, width) for c, _, _ in parts])
+        keys = torch.cat([_left_pad(c.layers[layer_idx].keys, width) for c, _ in parts])
+        values = torch.cat([_left_pad(c.layers[layer_idx].values, width) for c, _ in parts])
         cache.update(keys, values, layer_idx)
-    mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for _, m, _ in parts])
-    return cache, mask, torch.cat([lg for _, _, lg in parts])
+    return cache, torch.cat([F.pad(m, (width - m.shape[1], 0)) for _, m in parts])
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
