@@ -162,7 +162,7 @@ def test_kept_prefixes_are_reused_exactly(tiny):
 
 
 def test_prefix_store_keeps_deltas_and_evicts_leaves_first():
-    from reasoner.generation.hf import PrefixStore
+    from reasoner.generation.prefix_store import PrefixStore
 
     def kv(n, seed):
         g = torch.Generator().manual_seed(seed)
