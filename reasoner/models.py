@@ -243,3 +243,11 @@ def save(loaded: LoadedModel, folder: Path) -> None:
     """Save model (safetensors) and tokenizer into ``folder`` (which the caller makes atomic)."""
     loaded.model.save_pretrained(folder, safe_serialization=True)
     loaded.tokenizer.save_pretrained(folder)
+
+
+def cache_keyword(module: torch.nn.Module) -> str:
+    """The keyword ``module.forward`` takes a KV cache by: ``cache`` (transformers 5.2x on;
+    ``past_key_values`` warns there and goes in 5.40) or ``past_key_values`` (earlier 5.x)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"

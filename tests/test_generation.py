@@ -1,7 +1,8 @@
 import torch
 
 from reasoner.generation import Sampling
-from reasoner.generation.hf import HFBackend, _common_prefix, _length_groups, _sample
+from reasoner.generation.hf import HFBackend, _length_groups, _sample
+from reasoner.logprobs import common_prefix
 
 PREFIX = "You are a careful solver. Answer briefly and end with the answer. "
 
@@ -82,9 +83,9 @@ def test_eos_finishes_a_row_and_is_not_returned(tiny, monkeypatch):
 
 
 def test_common_prefix_leaves_each_prompt_a_token():
-    assert _common_prefix([[1, 2, 3], [1, 2, 4]]) == 2
-    assert _common_prefix([[1, 2], [1, 2, 3]]) == 1
-    assert _common_prefix([[5], [6]]) == 0
+    assert common_prefix([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix([[1, 2], [1, 2, 3]]) == 1
+    assert common_prefix([[5], [6]]) == 0
 
 
 def test_inverse_cdf_sampling_by_hand():

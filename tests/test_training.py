@@ -141,3 +141,47 @@ def test_completion_logprobs_match_full_logits():
     assert mask.tolist() == [[1, 1, 0], [1, 1, 1]]
     assert torch.allclose(logp[0, :2], full[0, 2:4]) and torch.allclose(logp[1], full[1, 1:4])
     assert logp[0, 2].item() == 0.0
+
+
+def test_shared_prompt_prefix_runs_once_with_the_plain_forwards_values_and_gradients():
+    """Rows that share a long prefix (a few-shot prompt) run it once: log-probs and gradients
+    equal those of each row run alone, and the decoder sees the prefix as one row."""
+    from reasoner import logprobs
+
+    model = models.tiny_model(5)
+    shared = list(range(3, 3 + 2 * logprobs.MIN_SHARED_PREFIX))
+    prompts = [shared + [40, 41], shared + [42], shared + [43, 44, 45]]
+    completions = [[50, 51, 52], [53], [54, 55]]
+    assert logprobs.common_prefix([p + c for p, c in zip(prompts, completions, strict=True)]) == len(shared)
+    seen = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    logp, mask = logprobs.completion_logprobs(model, prompts, completions, 0, "cpu")
+    hook.remove()
+    assert seen == [(1, len(shared)), (3, 5)]  # the prefix once, then each row's own 3-5 tokens
+    (logp * mask).sum().backward()
+    batched = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    alone_total = 0.0
+    for row, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        alone, _ = logprobs.completion_logprobs(model, [p], [c], 0, "cpu")
+        assert torch.allclose(logp[row, : len(c)], alone[0], atol=1e-5)
+        alone_total = alone_total + alone.sum()
+    alone_total.backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(batched[name], p.grad, atol=1e-5, rtol=1e-4), name
+    assert mask.sum().item() == 6
+
+
+def test_a_short_common_prefix_runs_the_plain_forward():
+    from reasoner import logprobs
+
+    model = models.tiny_model(5)
+    seen = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    logprobs.completion_logprobs(model, [[3, 4, 5], [3, 4, 6, 7]], [[8], [9]], 0, "cpu")
+    hook.remove()
+    assert seen == [(2, 5)]

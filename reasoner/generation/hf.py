@@ -20,7 +20,8 @@ from transformers import DynamicCache
 from reasoner import threads
 from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
 from reasoner.generation.prefix_store import PrefixStore
-from reasoner.logprobs import sequence_logprobs
+from reasoner.logprobs import common_prefix, sequence_logprobs
+from reasoner.models import cache_keyword
 
 
 class HFBackend(TextPrompts):
@@ -40,6 +41,7 @@ class HFBackend(TextPrompts):
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.min_shared_prefix = 16
+        self.cache_keyword = cache_keyword(model)
         self.store = PrefixStore(max_bytes=prefix_store_bytes)
         self.prefill_slack = prefill_slack
         self.stats = {"prefill_tokens": 0, "prefill_computed": 0, "decode_tokens": 0, "decode_steps": 0}
@@ -67,7 +69,7 @@ class HFBackend(TextPrompts):
         state = _Batch(self.device)
         min_refill = max(1, int(sampling.batch_size * self.refill_fraction))
         stop_window = max((len(s) for s in sampling.stop), default=0) + 16
-        shared = _common_prefix(prompts) if len(prompts) > 1 else 0
+        shared = common_prefix(prompts) if len(prompts) > 1 else 0
         if shared >= self.min_shared_prefix and self.store.longest(prompts[0], shared)[0] < shared:
             self._compute_prefix(prompts[0][:shared])
         done = 0
@@ -157,9 +159,9 @@ class HFBackend(TextPrompts):
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self.cache_keyword: cache},
         )
         self.stats["prefill_tokens"] += sum(len(x) for x in suffixes)
         self.stats["prefill_computed"] += ids.numel()
@@ -169,7 +171,7 @@ class HFBackend(TextPrompts):
         """Compute and store the keys and values of a prefix that many prompts share."""
         cache = DynamicCache()
         ids = torch.tensor([prefix], device=self.device)
-        self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_keyword: cache})
         self.stats["prefill_tokens"] += len(prefix)
         self.store.put(prefix, [(layer.keys, layer.values) for layer in cache.layers])
 
@@ -180,8 +182,8 @@ class HFBackend(TextPrompts):
             input_ids=last,
             attention_mask=state.mask,
             position_ids=state.positions.unsqueeze(-1),
-            past_key_values=state.cache,
             use_cache=True,
+            **{self.cache_keyword: state.cache},
         )
         state.positions = state.positions + 1
         self.stats["decode_tokens"] += state.size
@@ -355,17 +357,6 @@ def _stack_rows(parts: list[tuple[DynamicCache, torch.Tensor]]) -> tuple[Dynamic
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     return t if t.shape[2] == width else F.pad(t, (0, 0, width - t.shape[2], 0))
-
-
-def _common_prefix(prompts: list[list[int]]) -> int:
-    """Length of the longest common token prefix, leaving every prompt one token of its own."""
-    first, n = prompts[0], min(len(p) for p in prompts) - 1
-    for p in prompts[1:]:
-        i = 0
-        while i < n and p[i] == first[i]:
-            i += 1
-        n = i
-    return max(n, 0)
 
 
 def _row_generator(seed: int, index: int) -> torch.Generator:
