@@ -23,6 +23,12 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   mutual       Mutual-Taught: E-step DPO ranked by the implicit PRM, M-step PRM on before/after pairs
   spark        SPARK: RFT plus auxiliary reward tasks; the policy judges its own samples
 
+Every recipe starts from the same model and is scored on the same problems, so the starting
+model's evaluation (iteration 0, greedy, deterministic) is run once: a recipe whose evaluation
+settings ([model], [task], [evaluate], [verify], [tools], the generation backend, batch, dtype,
+seed, threads and device) equal those of a run under --root that already holds iteration 0 skips
+its own (`run.baseline_eval=false`) and reports that run's figure, naming it ("iteration 0 from").
+
 After each run, the reward it trained is scored (`--no-reward-accuracy` skips this): an implicit
 PRM by its first-error F1 against gold steps (`reasoner evaluate --steps`, 50 test problems x 4
 samples; gold used to evaluate only), SPARK's self-judge by its accuracy on held-out verified
@@ -80,7 +86,41 @@ def reward_accuracy(name: str, run: Path, iterations: int) -> dict | None:
     return None
 
 
+def baseline_key(config) -> str:
+    """What the starting model's evaluation depends on, from a resolved config (see the module
+    docstring): two runs with the same key score iteration 0 identically."""
+    from reasoner import configfile, tasks
+
+    data = configfile.to_mapping(config)
+    gen, run = data["generate"], data["run"]
+    kept = {k: data[k] for k in ("model", "task", "evaluate", "tools")}
+    del kept["task"]["train_size"]  # training problems only
+    # the extractor as resolved ('' = the pack's own); require_steps selects training data only
+    pack = tasks.PACKS.lookup(config.task.pack)
+    kept["extractor"] = config.verify.extractor or getattr(pack, "extractor", "")
+    kept["generate"] = {k: gen[k] for k in ("backend", "batch_size", "dtype")}
+    kept["run"] = {k: run[k] for k in ("seed", "threads", "device")}
+    return json.dumps(kept, sort_keys=True)
+
+
+def shared_baseline(name: str, root: Path, config) -> str | None:
+    """Another recipe under ``root`` whose run holds an iteration-0 evaluation under the same
+    evaluation settings as ``config``; None if there is none."""
+    from reasoner import configfile
+
+    key = baseline_key(config)
+    for other in METHODS:
+        run = root / other
+        if other == name or not (run / "iter_0000" / "eval.json").exists() or not (run / "config.toml").exists():
+            continue
+        if baseline_key(configfile.load(run / "config.toml", warn=False)) == key:
+            return other
+    return None
+
+
 def run_method(name: str, root: Path, iterations: int, extra: list[str], score_reward: bool = True) -> dict:
+    from reasoner import configfile
+
     config, overrides = METHODS[name]
     run = root / name
     cmd = [
@@ -95,7 +135,12 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str], score_r
     ]
     # a fixed thread count, so the figures repeat exactly (see bench/iterate.py)
     pinned = [] if any(o.startswith("run.threads=") for o in extra) else [f"run.threads={os.cpu_count()}"]
-    for o in [*overrides, f"run.iterations={iterations}", "run.baseline_eval=true", *pinned, *extra]:
+    sets = [*overrides, f"run.iterations={iterations}", *pinned, *extra]
+    if (run / "config.toml").exists():  # resuming: evaluate iteration 0 or not as the run began
+        baseline = configfile.load(run / "config.toml", warn=False).run.baseline_eval
+    else:
+        baseline = shared_baseline(name, root, configfile.load(ROOT / "configs" / config, sets, warn=False)) is None
+    for o in [*sets, f"run.baseline_eval={str(baseline).lower()}"]:
         cmd += ["--set", o]
     started = time.time()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -110,6 +155,22 @@ def collect(name: str, run: Path, iterations: int, score_reward: bool = True) ->
     """A recipe's rows from its run folder (the iterations whose evaluation exists)."""
     if not (run / "manifest.json").exists():
         return {"method": name, "error": [f"{run} has not run yet"]}
+    rows = _rows(run)
+    out = {"method": name, "iterations": rows}
+    if not any(r["iteration"] == 0 for r in rows):
+        from reasoner import configfile
+
+        other = shared_baseline(name, run.parent, configfile.load(run / "config.toml", warn=False))
+        if other is not None:
+            rows.insert(0, {**_rows(run.parent / other)[0], "from": other})
+            out["iteration_0_from"] = other
+    if score_reward and len(rows) == iterations + 1:
+        out["reward"] = reward_accuracy(name, run, iterations)
+    return out
+
+
+def _rows(run: Path) -> list[dict]:
+    """One row per iteration of ``run`` whose evaluation exists."""
     manifest = json.loads((run / "manifest.json").read_text())["iterations"]
     rows = []
     for it in sorted(manifest, key=int):
@@ -126,10 +187,7 @@ def collect(name: str, run: Path, iterations: int, score_reward: bool = True) ->
                 "minutes": round(seconds / 60, 1),
             }
         )
-    out = {"method": name, "iterations": rows}
-    if score_reward and len(rows) == iterations + 1:
-        out["reward"] = reward_accuracy(name, run, iterations)
-    return out
+    return rows
 
 
 def main() -> None:
@@ -160,6 +218,8 @@ def main() -> None:
         last = r["iterations"][-1]["valid_steps"]
         reward = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("reward") or {}).items() if v is not None)
         print(f"{r['method']:<13} {cells}  {100 * (last or 0):>6.1f}%  {reward}")
+        if r.get("iteration_0_from"):
+            print(f"{'':<13} (iteration 0: {r['iteration_0_from']}'s evaluation of the same start, same settings)")
     by = {r["method"]: r for r in results if "error" not in r}
 
     def gain(name: str) -> float | None:

@@ -305,25 +305,35 @@ class Config:
 
 
 # Reading, writing and overriding config files live in `reasoner.configfile`; the names stay
-# importable from here, where every caller has always found them.
-from reasoner.configfile import (  # noqa: E402
-    ConfigDeprecation,
-    apply_overrides,
-    diff,
-    flatten,
-    from_mapping,
-    load,
-    migrate,
-    override_keys,
-    parse_override,
-    to_mapping,
-    to_toml,
+# importable from here, where every caller has always found them. Looked up on first use, so
+# either module may be imported first (configfile imports this one).
+_FILE_NAMES = (
+    "ConfigDeprecation",
+    "apply_overrides",
+    "diff",
+    "flatten",
+    "from_mapping",
+    "load",
+    "migrate",
+    "override_keys",
+    "parse_override",
+    "to_mapping",
+    "to_toml",
 )
 
+
+def __getattr__(name: str) -> Any:
+    if name in _FILE_NAMES:
+        from reasoner import configfile
+
+        return getattr(configfile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# (and the names of `_FILE_NAMES`, through __getattr__)
 __all__ = [
     "BalanceConfig",
     "Config",
-    "ConfigDeprecation",
     "ConfigError",
     "EvalConfig",
     "GenerateConfig",
@@ -336,14 +346,4 @@ __all__ = [
     "ToolsConfig",
     "TrainConfig",
     "VerifyConfig",
-    "apply_overrides",
-    "diff",
-    "flatten",
-    "from_mapping",
-    "load",
-    "migrate",
-    "override_keys",
-    "parse_override",
-    "to_mapping",
-    "to_toml",
 ]
