@@ -62,3 +62,13 @@ def test_ready_config_runs_at_smoke_size_and_resumes(tmp_path, config, monkeypat
     mtime = (run / "manifest.json").stat().st_mtime_ns
     again = CliRunner().invoke(app, ["iterate", "--run", str(run)])
     assert again.exit_code == 0 and (run / "manifest.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_no_shipped_config_trains_on_gold_step_labels(config):
+    """Gold step labels are an evaluation tool: the new user's main run (default.toml) and every
+    other shipped recipe train without them; only a config that names the oracle reads them
+    (bench/methods.py's rft-oracle sets verify.require_steps=true on the command line)."""
+    from reasoner import configfile
+
+    assert configfile.load(config, warn=False).verify.require_steps is False
