@@ -14,7 +14,7 @@ wall time of the iteration. The last line is one JSON object.
 Recipes (all from configs/, with the overrides listed in METHODS):
   rft-oracle   RFT on samples whose every step passes arith's gold check (upper bound)
   rft-outcome  RFT on every correct sample (outcome only)
-  rft-mc       RFT on correct samples selected by Math-Shepherd MC step labels (threshold calibrated)
+  rft-mc       RFT on correct samples whose every step has an MC completion reaching the answer
   rft-implicit RFT selected by the implicit PRM, which the prm recipe trains each iteration
   dpo          DPO on outcome pairs and MCTS step pairs
   prime        PRIME RL (policy and implicit PRM together)
@@ -50,7 +50,21 @@ NO_ORACLE = ["verify.require_steps=false"]
 METHODS: dict[str, tuple[str, list[str]]] = {
     "rft-oracle": ("default.toml", ["verify.require_steps=true"]),
     "rft-outcome": ("default.toml", NO_ORACLE),
-    "rft-mc": ("default.toml", [*NO_ORACLE, 'label.labellers=["mc"]', "label.mc_samples=4", "train.select_by=mc"]),
+    # MC labels the correct samples only (all selection reads); a correct sample is kept when every
+    # step has a completion that reaches the answer (Math-Shepherd's hard label: min soft > 0), where
+    # the calibrated threshold lands when incorrect samples, whose last step scores 0, are labelled too
+    "rft-mc": (
+        "default.toml",
+        [
+            *NO_ORACLE,
+            'label.labellers=["mc"]',
+            "label.mc_samples=4",
+            "label.only_correct=true",
+            "train.select_by=mc",
+            "train.select_calibrate=false",
+            "train.select_threshold=0.01",
+        ],
+    ),
     "rft-implicit": (
         "default.toml",
         [*NO_ORACLE, "run.recipe=prm", 'label.labellers=["implicit"]', "train.select_by=implicit"],

@@ -130,6 +130,11 @@ class LabelConfig:
     max_trajectories: int = _f(
         0, "Label at most this many trajectories per iteration (0: all), drawn with the run seed."
     )
+    only_correct: bool = _f(
+        False,
+        "Label only the verified-correct rollouts: all that RFT's train.select_by reads, at 1/accuracy of the "
+        "cost (mc samples completions at every step). Needs a fixed train.select_threshold and the rft recipe.",
+    )
     mc_samples: int = _f(8, "Math-Shepherd: completions sampled from each step prefix (N).")
     mc_temperature: float = _f(0.8, "Math-Shepherd: sampling temperature of the completions.")
     mc_max_new_tokens: int = _f(64, "Math-Shepherd: cap on tokens of one completion.")

@@ -221,6 +221,18 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"
         )
+    if config.label.only_correct:
+        if config.run.recipe != "rft" or config.train.policy.objective != "rft":
+            raise ConfigError(
+                "label.only_correct labels no incorrect rollout, which this recipe's reward models or "
+                f"objective learn from (run.recipe = {config.run.recipe!r}, train.policy.objective = "
+                f"{config.train.policy.objective!r}); it goes with the rft recipe and objective"
+            )
+        if config.train.select_by and config.train.select_calibrate:
+            raise ConfigError(
+                "label.only_correct leaves no incorrect rollout to calibrate train.select_threshold on: "
+                "set train.select_calibrate = false and a train.select_threshold"
+            )
     SHAPERS.lookup(config.label.shaping)
     for key in ("beam_scorer", "mcts_value"):
         name = getattr(config.search, key)

@@ -129,10 +129,10 @@ def label(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     cfg = s.config
     problems = {p.id: p for p in s.run.read_records(k, "problems.jsonl", Problem)}
     trajectories = s.run.read_records(k, "rollouts.jsonl", Trajectory)
-    chosen = trajectories
-    if cfg.label.max_trajectories and len(trajectories) > cfg.label.max_trajectories:
+    chosen = [t for t in trajectories if t.correct] if cfg.label.only_correct else trajectories
+    if cfg.label.max_trajectories and len(chosen) > cfg.label.max_trajectories:
         rng = random.Random(seeding.derive(cfg.run.seed, "label-subset", k))
-        chosen = sorted(rng.sample(trajectories, cfg.label.max_trajectories), key=lambda t: t.id)
+        chosen = sorted(rng.sample(chosen, cfg.label.max_trajectories), key=lambda t: t.id)
     ctx = s.label_context(k, problems)
     labels: list[StepLabels] = []
     metrics: dict[str, Any] = {"trajectories": len(chosen)}

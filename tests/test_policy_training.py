@@ -176,6 +176,46 @@ def test_select_by_reward_keeps_correct_samples_above_the_calibrated_threshold()
     assert [t.id for t in kept if t.correct] == ["s0", "s1", "s2"]
 
 
+def test_only_correct_labels_just_the_verified_samples_through_iterate(tmp_path):
+    """label.only_correct: MC labels only the correct rollouts, and a fixed threshold just above 0
+    keeps the correct samples whose every step has a completion that reaches the answer
+    (Math-Shepherd's hard label), checked against the labels the run wrote."""
+    sets = [
+        *TINY_SAMPLES,
+        "run.iterations=1",
+        'label.labellers=["mc"]',
+        "label.mc_samples=2",
+        "label.mc_max_new_tokens=8",
+        "label.only_correct=true",
+        "train.select_by=mc",
+        "train.select_calibrate=false",
+        "train.select_threshold=0.01",
+        "train.max_per_problem=8",
+        "train.policy.max_steps=1",
+    ]
+    run = tmp_path / "r"
+    result = CliRunner().invoke(app, ["iterate", "--run", str(run), *[x for s in sets for x in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").read_text().splitlines()]
+    labels = [json.loads(line) for line in (run / "iter_0001" / "labels.jsonl").read_text().splitlines()]
+    correct = {r["id"] for r in rollouts if r["correct"]}
+    assert correct and len(correct) < len(rollouts)  # the check below means something
+    assert {lab["trajectory_id"] for lab in labels} == correct
+    manifest = json.loads((run / "manifest.json").read_text())["iterations"]["1"]
+    assert manifest["label"]["metrics"]["trajectories"] == len(correct)
+    hard_good = sum(min(lab["labels"]) > 0 for lab in labels)
+    assert manifest["train"]["metrics"]["select_kept_correct"] == hard_good
+    assert manifest["train"]["metrics"]["select_scored_correct"] == len(correct)
+    for extra, needle in (
+        (["train.select_calibrate=true"], "no incorrect rollout to calibrate"),
+        (["run.recipe=prm"], "goes with the rft recipe"),
+    ):
+        result = CliRunner().invoke(
+            app, ["iterate", "--run", str(tmp_path / "x"), *[x for s in [*sets, *extra] for x in ("--set", s)]]
+        )
+        assert result.exit_code == 2 and needle in result.output, result.output
+
+
 def test_selection_by_mc_rewards_through_iterate(tmp_path):
     sets = [
         *TINY_SAMPLES,
