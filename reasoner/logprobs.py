@@ -55,7 +55,7 @@ def sequence_logprobs(
     """
     ids, mask = pad_right(seqs, pad_id, device)
     shared = common_prefix(seqs) if len(seqs) > 1 else 0
-    if shared >= MIN_SHARED_PREFIX and _full_attention(model, ids.shape[1]):
+    if shared >= MIN_SHARED_PREFIX and _can_share_prefix(model, ids.shape[1]):
         hidden = _hidden_shared_prefix(model, ids, mask, shared)
         # the prefix's own positions: one row's hidden states, so the head runs from the first
         # position a row scores (the rounding differs from one (B, T) product either way)
@@ -93,11 +93,15 @@ def common_prefix(seqs: list[list[int]]) -> int:
     return max(n, 0)
 
 
-def _full_attention(model, width: int) -> bool:
-    """Whether every layer attends to the whole sequence, so one plain cache of the shared
-    prefix stands for it (a sliding window shorter than the sequence would not)."""
+def _can_share_prefix(model, width: int) -> bool:
+    """Whether one plain cache of a shared prefix stands for it in every row: every layer attends
+    to the whole sequence (a sliding window shorter than it would not), and the decoder takes
+    position ids (models without them, ALiBi's, run the plain forward)."""
+    import inspect
+
     window = getattr(getattr(model, "config", None), "sliding_window", None)
-    return window is None or window >= width
+    takes_positions = "position_ids" in inspect.signature(model.get_decoder().forward).parameters
+    return (window is None or window >= width) and takes_positions
 
 
 def _hidden_shared_prefix(model, ids: torch.Tensor, mask: torch.Tensor, shared: int) -> torch.Tensor:

@@ -185,3 +185,18 @@ def test_a_short_common_prefix_runs_the_plain_forward():
     logprobs.completion_logprobs(model, [[3, 4, 5], [3, 4, 6, 7]], [[8], [9]], 0, "cpu")
     hook.remove()
     assert seen == [(2, 5)]
+
+
+def test_a_sliding_window_shorter_than_the_rows_runs_the_plain_forward():
+    from reasoner import logprobs
+
+    model = models.tiny_model(5)
+    model.config.sliding_window = 8  # rows of 40 tokens: one cache of the prefix would not stand for it
+    shared = list(range(3, 3 + 2 * logprobs.MIN_SHARED_PREFIX))
+    seen = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    logprobs.completion_logprobs(model, [shared + [40], shared + [41]], [[50], [51]], 0, "cpu")
+    hook.remove()
+    assert seen == [(2, len(shared) + 2)]
