@@ -48,7 +48,9 @@ def sequence_logprobs(
     gradients round as they always did (a head over other rows rounds differently: it moved
     an embedded-model gradient norm from 4.274933 to 4.274936, and over many steps the
     held-out pass@1 of bench/iterate's second iteration from 39.8% to 40.6%). Longer sequences
-    are cut into chunks: bounded memory, at the price of other rounding.
+    are cut into chunks: bounded memory, at the price of other rounding. Rows that share a
+    prefix of at least `MIN_SHARED_PREFIX` tokens run it once (`_hidden_shared_prefix`), and the
+    head then starts at the first scored position (that forward rounds differently anyway).
 
     Returns:
         (B, T-1) log-probabilities; positions before the first computed one are zero.
