@@ -25,9 +25,10 @@ Recipes (all from configs/, with the overrides listed in METHODS):
 
 Every recipe starts from the same model and is scored on the same problems, so the starting
 model's evaluation (iteration 0, greedy, deterministic) is run once: a recipe whose evaluation
-settings ([model], [task], [evaluate], [verify], [tools], the generation backend, batch, dtype,
-seed, threads and device) equal those of a run under --root that already holds iteration 0 skips
-its own (`run.baseline_eval=false`) and reports that run's figure, naming it ("iteration 0 from").
+settings ([model], [task] but train_size, [evaluate], [tools], the resolved answer extractor, the
+generation backend, batch, dtype, seed, threads and device) equal those of a run under --root
+that already holds iteration 0 skips its own (`run.baseline_eval=false`) and reports that run's
+figure, naming it ("iteration 0 from").
 
 After each run, the reward it trained is scored (`--no-reward-accuracy` skips this): an implicit
 PRM by its first-error F1 against gold steps (`reasoner evaluate --steps`, 50 test problems x 4

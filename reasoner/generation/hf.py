@@ -20,7 +20,7 @@ from transformers import DynamicCache
 from reasoner import threads
 from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
 from reasoner.generation.prefix_store import PrefixStore
-from reasoner.logprobs import common_prefix, sequence_logprobs
+from reasoner.logprobs import MIN_SHARED_PREFIX, common_prefix, sequence_logprobs
 from reasoner.models import cache_keyword
 
 
@@ -40,7 +40,6 @@ class HFBackend(TextPrompts):
         self.refill_fraction = refill_fraction
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.min_shared_prefix = 16
         self.cache_keyword = cache_keyword(model)
         self.store = PrefixStore(max_bytes=prefix_store_bytes)
         self.prefill_slack = prefill_slack
@@ -70,7 +69,7 @@ class HFBackend(TextPrompts):
         min_refill = max(1, int(sampling.batch_size * self.refill_fraction))
         stop_window = max((len(s) for s in sampling.stop), default=0) + 16
         shared = common_prefix(prompts) if len(prompts) > 1 else 0
-        if shared >= self.min_shared_prefix and self.store.longest(prompts[0], shared)[0] < shared:
+        if shared >= MIN_SHARED_PREFIX and self.store.longest(prompts[0], shared)[0] < shared:
             self._compute_prefix(prompts[0][:shared])
         done = 0
         while pending or state.size:
