@@ -292,6 +292,15 @@ class EvalConfig:
     max_new_tokens: int = _f(
         0, "Cap on generated tokens per test answer; 0 = the pack's own (arith 96, gsm8k 384, math 768)."
     )
+    every: int = _f(
+        1,
+        "`iterate` evaluates after every this many iterations and always after the last (iteration 0: "
+        "run.baseline_eval); 3 with 3 iterations scores only the end. `reasoner evaluate --run` still scores any.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError("evaluate.every must be >= 1")
 
 
 @dataclass(frozen=True)

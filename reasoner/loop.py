@@ -22,11 +22,24 @@ from reasoner.session import Session
 BASELINE = 0  # iteration number of the starting model's evaluation
 
 
-def plan(config: Config) -> list[tuple[int, str]]:
-    """Every (iteration, phase) of the run, in the order they run."""
+def evaluates(config: Config, iteration: int) -> bool:
+    """Whether `iterate` evaluates after ``iteration`` (1..run.iterations): every
+    evaluate.every-th iteration and the last."""
+    return iteration % config.evaluate.every == 0 or iteration == config.run.iterations
+
+
+def plan(config: Config, every_evaluation: bool = False) -> list[tuple[int, str]]:
+    """Every (iteration, phase) `iterate` runs, in order. ``every_evaluation`` adds the
+    evaluations that evaluate.every skips, which `reasoner evaluate --run` may still run (the
+    order a redo or a repair walks)."""
     recipe = [p.name for p in phases_of(config)]
     first = [(BASELINE, "evaluate")] if config.run.baseline_eval and "evaluate" in recipe else []
-    return first + [(k, name) for k in range(1, config.run.iterations + 1) for name in recipe]
+    return first + [
+        (k, name)
+        for k in range(1, config.run.iterations + 1)
+        for name in recipe
+        if name != "evaluate" or every_evaluation or evaluates(config, k)
+    ]
 
 
 def _declared(config: Config) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
@@ -71,7 +84,7 @@ def run_phase(session: Session, iteration: int, phase: Phase) -> dict:
 def redo(run: RunDir, config: Config, iteration: int, name: str, reason: str) -> None:
     """Mark (iteration, name) and every phase after it pending; the next run of the loop (or
     of that phase's command) does them again. Old artefacts stay until new ones replace them."""
-    order = plan(config)
+    order = plan(config, every_evaluation=True)
     if (iteration, name) not in order:
         raise RunError(f"cannot redo {name} of iteration {iteration}: this run has no such phase")
     later = order[order.index((iteration, name)) :]
@@ -82,7 +95,7 @@ def redo(run: RunDir, config: Config, iteration: int, name: str, reason: str) ->
 def repair(run: RunDir, config: Config) -> tuple[int, str] | None:
     """Check every complete phase's artefacts against the manifest's sizes and sha256; from the
     first phase with a missing or changed artefact on, mark the phases to be redone."""
-    bad = run.broken(plan(config), _declared(config)[0])
+    bad = run.broken(plan(config, every_evaluation=True), _declared(config)[0])
     if bad is None:
         return None
     k, name, why = bad
@@ -112,8 +125,9 @@ def iterate(run: RunDir, config: Config, redo_phase: tuple[int, str] | None = No
 
 
 def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = False) -> int:
-    """The iteration a standalone phase command acts on: the first whose ``phase`` is not
-    complete, or the last iteration when all are. With ``redo``: the last one that started it."""
+    """The iteration a standalone phase command acts on: the first in which `iterate` runs
+    ``phase`` and has not completed it, or the last iteration when all are. With ``redo``: the
+    last one that started it."""
     if redo:
         started = [
             k for k in range(config.run.iterations + 1) if run.phase(k, phase).get("status", "pending") != "pending"
@@ -121,7 +135,7 @@ def current_iteration(run: RunDir, config: Config, phase: str, redo: bool = Fals
         if not started:
             raise RunError(f"{run.path}: {phase} has not run in any iteration yet; nothing to redo")
         return max(started)
-    for k in range(1, config.run.iterations + 1):
+    for k in sorted({k for k, name in plan(config) if name == phase and k != BASELINE}):
         if not run.is_complete(k, phase):
             return k
     return config.run.iterations
@@ -141,7 +155,7 @@ def run_single(run: RunDir, config: Config, iteration: int, name: str, redo_phas
     phase = get_phase(phases_of(config), name)
     if not 0 <= iteration <= config.run.iterations or (iteration == 0 and name != "evaluate"):
         raise RunError(f"iteration {iteration} is outside this run (1..{config.run.iterations})")
-    order = plan(config)
+    order = plan(config, every_evaluation=True)
     if run.ranks.main:  # rank 0 repairs; the others read the manifest it leaves (after the barrier)
         if redo_phase:
             redo(run, config, iteration, name, "redo asked with --redo")

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reasoner.errors import UnknownName
+from reasoner.loop import evaluates
 from reasoner.recipes import ALL_PHASES as PHASE_ORDER
 from reasoner.recipes import phases_of
 from reasoner.run import RunDir, atomic_write_text
@@ -63,6 +64,8 @@ def runs_status(runs: list[RunDir]) -> list[dict[str, Any]]:
                 "path": str(rd.path),
                 "recipe": recipe,
                 "phases": order,
+                # iterations after which `iterate` evaluates (evaluate.every skips the others)
+                "evaluated": [k for k in range(1, saved.run.iterations + 1) if evaluates(saved, k)],
                 "writer": writer.__dict__ if writer else None,
                 "iterations": iterations,
             }
@@ -87,9 +90,10 @@ def runs_table(runs: list[RunDir]) -> Table:
         if not iterations:
             table.add_row(label, "-", *["-" if p in order else "" for p in columns])
         for it, phases in iterations.items():
-            # blank: not a phase of this run's recipe (or iteration 0, which only evaluates)
-            todo = "-" if it != "0" else ""
-            cells = [SHORT[phases[p]["status"]] if p in phases else (todo if p in order else "") for p in columns]
+            # blank: not a phase of this run's recipe or of this iteration (iteration 0 only
+            # evaluates; evaluate.every skips some evaluations)
+            due = [p for p in order if it != "0" and (p != "evaluate" or int(it) in entry["evaluated"])]
+            cells = [SHORT[phases[p]["status"]] if p in phases else ("-" if p in due else "") for p in columns]
             table.add_row(label, it, *cells)
             errors += [f"{name} iter {it} {p}: {v['error']}" for p, v in phases.items() if v.get("error")]
     if errors:

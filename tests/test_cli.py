@@ -24,6 +24,7 @@ runner = CliRunner()
         (["--set", "search.beam_scorer=mc"], "search.beam_scorer = 'mc': that labeller cannot score partial solutions"),
         (["--set", "label.shaping=square"], "unknown shaper 'square'; valid: clip, delta, none"),
         (["--set", "generate.dtype=fp8"], "generate.dtype = 'fp8'; valid: auto, float32, bfloat16, float16"),
+        (["--set", "evaluate.every=0"], "evaluate.every must be >= 1"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, args, fragment):
@@ -74,6 +75,27 @@ def test_phase_commands_read_the_previous_phase(tmp_path):
     assert len(rollouts) == 4 and all(json.loads(line)["correct"] is not None for line in rollouts)
     listing = runner.invoke(app, ["runs", "--root", str(tmp_path)])
     assert "done" in listing.output and "│ -" in listing.output
+
+
+def test_evaluate_every_skips_evaluations_that_the_evaluate_command_still_runs(tmp_path):
+    run = tmp_path / "r"
+    keys = [*TINY, "--set", "run.iterations=3", "--set", "run.baseline_eval=true", "--set", "evaluate.every=2"]
+    assert runner.invoke(app, ["iterate", "--run", str(run), *keys]).exit_code == 0
+    evaluated = sorted(p.parent.name for p in run.glob("iter_*/eval.json"))
+    assert evaluated == ["iter_0000", "iter_0002", "iter_0003"]  # 1 skipped; the last always scored
+    manifest = json.loads((run / "manifest.json").read_text())["iterations"]
+    assert all("train" in manifest[k] for k in "123") and "evaluate" not in manifest["1"]
+    listing = json.loads(runner.invoke(app, ["runs", "--root", str(tmp_path), "--json"]).output)
+    assert listing[0]["evaluated"] == [2, 3]
+    table = runner.invoke(app, ["runs", "--root", str(tmp_path)]).output
+    assert "│ -" not in table  # the skipped evaluation is not shown as pending
+    # the evaluate command acts on the last iteration (done); asked, it scores the skipped one
+    result = runner.invoke(app, ["evaluate", "--run", str(run)])
+    assert result.exit_code == 0 and "already complete" in result.output
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--iteration", "1"])
+    assert result.exit_code == 0, result.output
+    assert (run / "iter_0001" / "eval.json").exists()
+    assert runner.invoke(app, ["iterate", "--run", str(run)]).exit_code == 0  # resuming finds nothing to do
 
 
 def test_resuming_with_a_changed_config_is_refused(tmp_path):
