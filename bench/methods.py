@@ -31,8 +31,9 @@ that already holds iteration 0 skips its own (`run.baseline_eval=false`) and rep
 figure, naming it ("iteration 0 from").
 
 After each run, the reward it trained is scored (`--no-reward-accuracy` skips this): an implicit
-PRM by its first-error F1 against gold steps (`reasoner evaluate --steps`, 50 test problems x 4
-samples; gold used to evaluate only), SPARK's self-judge by its accuracy on held-out verified
+PRM by its first-error F1 against gold steps, beside the StepWiser judge's (the run's policy
+judging each step; `reasoner evaluate --steps`, 50 test problems x 4 samples; gold used to
+evaluate only), SPARK's self-judge by its accuracy on held-out verified
 pairs (`reasoner evaluate --model RUN --k 4 --reward spark`, 100 test problems).
 """
 
@@ -92,8 +93,10 @@ def reward_accuracy(name: str, run: Path, iterations: int) -> dict | None:
     """The trained reward's accuracy after the last iteration (see the module docstring)."""
     if name in STEP_REWARD:
         got = _cli("evaluate", "--steps", "--run", str(run), "--problems", "50", "--samples", "4",
-                   "--set", 'label.labellers=["implicit"]', "--out", str(run) + ".steps-bench")  # fmt: skip
-        return {"implicit_first_error_f1": got["labellers"]["implicit"]["f1"]} if got else None
+                   "--set", 'label.labellers=["implicit", "judge"]', "--out", str(run) + ".steps-bench")  # fmt: skip
+        if got is None:
+            return None
+        return {f"{labeller}_first_error_f1": got["labellers"][labeller]["f1"] for labeller in ("implicit", "judge")}
     if name in PAIR_REWARD:
         got = _cli("evaluate", "--model", f"{run}@{iterations}", "--limit", "100", "--k", "4",
                    "--reward", "spark", "--out", str(run) + ".spark-bench")  # fmt: skip

@@ -274,6 +274,8 @@ def evaluate_steps(
 
 
 def last_trained(run: RunDir, config: Config) -> int:
-    """The last iteration whose policy is trained (0: the starting model)."""
-    done = [k for k in range(1, config.run.iterations + 1) if run.is_complete(k, "train")]
+    """The last iteration whose models are trained: every phase of the recipe that trains one
+    (train, reward, judge, prime, mstep) is complete (0: the starting model)."""
+    training = [p.name for p in phases_of(config) if p.produces]
+    done = [k for k in range(1, config.run.iterations + 1) if all(run.is_complete(k, p) for p in training)]
     return max(done, default=0)

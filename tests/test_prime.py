@@ -105,6 +105,11 @@ def test_prime_recipe_trains_policy_and_reward_and_chains_them(tmp_path):
 
     session = Session(RunDir(run), RunDir(run).saved_config())
     assert session.policy_spec(2).endswith("iter_0001/policy") and session.reward_spec(2).endswith("iter_0001/reward")
+    # the step-level evaluation scores the last PRIME-trained policy and PRM, not the start
+    sets = ["--set", 'label.labellers=["implicit"]', "--problems", "2", "--samples", "1", "--json"]
+    result = CliRunner().invoke(app, ["evaluate", "--steps", "--run", str(run), "--out", str(tmp_path / "s"), *sets])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s" / "steps.json").read_text())["policy"].endswith("iter_0002/policy")
 
 
 def test_prime_phase_command_refuses_a_run_whose_recipe_has_no_prime(tmp_path):
