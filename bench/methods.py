@@ -15,6 +15,7 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   rft-oracle   RFT on samples whose every step passes arith's gold check (upper bound)
   rft-outcome  RFT on every correct sample (outcome only)
   rft-mc       RFT on correct samples whose every step has an MC completion reaching the answer
+  rft-code     RFT on correct samples whose every arithmetic claim holds (the `code` labeller's sandbox)
   rft-implicit RFT selected by the implicit PRM, which the prm recipe trains each iteration
   dpo          DPO on outcome pairs and MCTS step pairs
   prime        PRIME RL (policy and implicit PRM together)
@@ -67,6 +68,19 @@ METHODS: dict[str, tuple[str, list[str]]] = {
             "train.select_by=mc",
             "train.select_calibrate=false",
             "train.select_threshold=0.01",
+        ],
+    ),
+    # the sandbox checks each step's arithmetic claims ("4 + 3 = 7"): no model, no gold labels, any
+    # data set whose steps compute; a correct sample is kept when every claim holds
+    "rft-code": (
+        "default.toml",
+        [
+            *NO_ORACLE,
+            'label.labellers=["code"]',
+            "label.only_correct=true",
+            "train.select_by=code",
+            "train.select_calibrate=false",
+            "train.select_threshold=0.5",
         ],
     ),
     "rft-implicit": (
