@@ -368,12 +368,23 @@ def test_beam_search_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
 def test_claims_are_the_computable_equations_of_a_step():
     from reasoner.rewards.code import claims, step_scores
 
-    assert claims("4 + 3 = 7, and 2 x (3 + 1) = 8 pens") == [("4 + 3", 7.0), ("2 * (3 + 1)", 8.0)]
+    assert claims("4 + 3 = 7, and 2 x (3 + 1) = 8 pens") == [("4 + 3", 7.0), ("2 * ( 3 + 1 )", 8.0)]
     assert claims("$1,200 / 4 = $300") == [("1200 / 4", 300.0)]
-    assert claims("2^3 = 8") == [("2**3", 8.0)] and claims("48/2=24") == [("48/2", 24.0)]
+    assert claims("2^3 = 8") == [("2 ** 3", 8.0)] and claims("48/2=24") == [("48 / 2", 24.0)]
     assert claims("x = 5") == [] and claims("The answer is 5.") == [] and claims("12 = 12") == []
     assert claims("2 + 3 = 5 + 0 = 5") == [("5 + 0", 5.0)]  # a chain: only its last link is whole
     assert claims("```python\nx = 6 * 7\nprint(x)\n```") == []  # an assignment is not a claim
+    # unit words between the numbers (the embedded model's arith slips; GSM8K's solutions)
+    assert claims("8 books - 4 books = 2 books") == [("8 - 4", 2.0)]
+    assert claims("There are 60 students x 2/3 = 40 students") == [("60 * 2 / 3", 40.0)]
+    assert claims("240 students – 224 students = 16 students") == [("240 - 224", 16.0)]
+    assert claims("3 boxes x 4 = 12") == [("3 * 4", 12.0)] and claims("Max 4 + 3 = 7") == [("4 + 3", 7.0)]
+    assert claims("2100*1200=2,520,000 pixels") == [("2100 * 1200", 2520000.0)]  # the whole number
+    # no claim where a piece of an expression would be read as a whole one (a true step would fail)
+    assert claims("72 cubic ft * 3/4 = 54 cubic ft") == []  # left side: the end of a longer one
+    assert claims("8 x 1 1/2 = 12 rolls") == [] and claims("3 / 4 * 2 = 1 1/2 feet") == []  # mixed numbers
+    assert claims("100/5 = 5A/5") == [] and claims("1/10 = 10%") == [] and claims("4 / 3 = 1 and 1/3") == []
+    assert claims("4 W^2 = 100") == []  # a one-letter variable is no unit
     # verdicts in order: [T, F] for a step with two claims, [] for one with none, [None] raised
     assert step_scores([True, False, None], [2, 0, 1]) == [0.0, 1.0, 1.0]
     assert step_scores([True, True], [1, 1]) == [1.0, 1.0]

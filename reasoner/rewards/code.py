@@ -1,7 +1,8 @@
 """`code`: steps checked by running their computable claims in the sandbox.
 
 A claim is an equation whose left side is arithmetic on numbers and whose right side is a number
-("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"). Each trajectory's claims
+("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"; a unit word after a
+number is dropped: "8 books - 4 books = 4 books"). Each trajectory's claims
 run as one program in the sandbox (`reasoner.verifiers.sandbox`, under `[tools]`'s limits, in its
 pool of workers); a step scores 1 when every claim in it holds, 0 when one does not, and 1 when
 it makes none or the program could not finish (no evidence against it, as `gold` counts None).
@@ -20,10 +21,22 @@ from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import LabelContext, register
 
 _NUM = r"\$?\d[\d,]*(?:\.\d+)?"
-_OP = r"[-+*/×x÷^]"
-# left side: numbers joined by operators (parentheses allowed); right side: one number
-_TERM = rf"\(*\s*{_NUM}\s*\)*"
-_CLAIM = re.compile(rf"(?<![\w.])({_TERM}(?:\s*{_OP}\s*{_TERM})+)\s*=\s*(-?{_NUM})(?![\d.]*\s*{_OP})")
+_OP = r"[-–−+*/×x÷^]"
+# left side: numbers joined by operators (parentheses allowed), each number perhaps with a unit
+# word ("8 books - 4 books = 4 books"); right side: one number
+_UNIT = r"(?:\s+(?!x\b)[A-Za-z]{2,})?"
+_TERM = rf"\(*\s*{_NUM}{_UNIT}\s*\)*"
+# what an expression is made of once its unit words are dropped
+_TOKEN = re.compile(rf"{_NUM}|(?<![A-Za-z])x(?![A-Za-z])|[-–−+*/×÷^()]")
+# the right side is a value, not the start of an expression ("= 4000 + 2040", "= 5A/5",
+# "= 240 students – 224 students"), nor a percentage or a mixed number ("= 20%", "= 1 1/2"), nor
+# cut from a longer number ("= 2,520,000")
+_STANDALONE_OP = r"(?:[-–−+*/×÷^]|(?<![A-Za-z])x(?![A-Za-z]))"
+_GOES_ON = rf",?\d|\.\d|[A-Za-z]*\s*(?:[A-Za-z]{{2,}}\s*)?{_STANDALONE_OP}|\s*%|\s+(?:and\s+)?\d+/\d"
+_CLAIM = re.compile(rf"(?<![\w.])({_TERM}(?:\s*{_OP}\s*{_TERM})+)\s*=\s*(-?{_NUM})(?!{_GOES_ON})")
+# text just before a match that makes its left side the tail of a longer expression: an operator,
+# perhaps with a unit word between ("60 students x 2/3 = 40"), or a whole number ("8 x 1 1/2 = 12")
+_CUT = re.compile(r"(?:(?<![A-Za-z])x|[-–−+*/×÷^]|\d)\s*(?:[A-Za-z]+\s*)?$")
 _PROGRAM = """import json
 out = []
 for expr, value in json.loads(CLAIMS):
@@ -40,14 +53,19 @@ def claims(step: str) -> list[tuple[str, float]]:
     """The (python expression, stated value) of each computable equation in ``step``.
 
     >>> claims("4 + 3 = 7, and 2 x (3 + 1) = 8 pens")
-    [('4 + 3', 7.0), ('2 * (3 + 1)', 8.0)]
+    [('4 + 3', 7.0), ('2 * ( 3 + 1 )', 8.0)]
+
+    An equation whose left side only ends a longer expression ("60 students x 2/3 = 40", a mixed
+    number "1 1/2") or whose right side goes on ("= 5A/5") is no claim: a missed claim costs a
+    check, a misread one would fail a true step.
     """
     out = []
-    for left, right in _CLAIM.findall(step):
-        if left.count("(") != left.count(")"):
+    for match in _CLAIM.finditer(step):
+        left, right = match.groups()
+        if left.count("(") != left.count(")") or _CUT.search(step[: match.start()]):
             continue
-        expr = left.replace("$", "").replace(",", "").translate(str.maketrans({"×": "*", "x": "*", "÷": "/"}))
-        expr = expr.replace("^", "**").strip()
+        expr = " ".join(_TOKEN.findall(left)).replace("$", "").replace(",", "")
+        expr = expr.translate(str.maketrans({"×": "*", "x": "*", "÷": "/", "–": "-", "−": "-"})).replace("^", "**")
         out.append((expr, float(right.replace("$", "").replace(",", ""))))
     return out
 
