@@ -24,7 +24,7 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   mutual       Mutual-Taught: E-step DPO ranked by the implicit PRM, M-step PRM on before/after pairs
   spark        SPARK: RFT plus auxiliary reward tasks; the policy judges its own samples
 and, named with --only (not in the default set, not in the best-recipe comparison):
-  rft-outcome-gsm8k  outcome-only RFT on GSM8K's train split (configs/gsm8k.toml), 500 test problems
+  rft-code-gsm8k  rft-code on GSM8K's train split (configs/gsm8k.toml), 500 test problems
 
 Every recipe starts from the same model and is scored on the same problems, so the starting
 model's evaluation (iteration 0, greedy, deterministic) is run once: a recipe whose evaluation
@@ -51,9 +51,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_ORACLE = ["verify.require_steps=false"]
+# default.toml's sizes and settings with every correct sample kept (no labeller, no selection):
+# each RFT recipe below names its own selection, whatever default.toml selects by
+NO_ORACLE = [
+    "verify.require_steps=false",
+    "label.labellers=[]",
+    "label.only_correct=false",
+    'train.select_by=""',
+    "train.select_calibrate=true",
+    "train.select_threshold=0.0",
+]
 METHODS: dict[str, tuple[str, list[str]]] = {
-    "rft-oracle": ("default.toml", ["verify.require_steps=true"]),
+    "rft-oracle": ("default.toml", [*NO_ORACLE, "verify.require_steps=true"]),
     "rft-outcome": ("default.toml", NO_ORACLE),
     # MC labels the correct samples only (all selection reads); a correct sample is kept when every
     # step has a completion that reaches the answer (Math-Shepherd's hard label: min soft > 0), where
@@ -94,10 +103,10 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "mutual": ("mutual.toml", []),
     "spark": ("spark.toml", []),
 }
-# Real word problems (item 8's real test): outcome-only RFT on GSM8K's train split, scored on 500
-# test problems at the start and after the last iteration only (configs/gsm8k.toml). Not in the
+# Real word problems (item 8's real test): rft-code on GSM8K's train split, scored on 500 test
+# problems at the start and after the last iteration only (configs/gsm8k.toml). Not in the
 # default set (about 5 hours on 2 cores) nor in the arith figures' best-recipe comparison.
-REAL: dict[str, tuple[str, list[str]]] = {"rft-outcome-gsm8k": ("gsm8k.toml", [])}
+REAL: dict[str, tuple[str, list[str]]] = {"rft-code-gsm8k": ("gsm8k.toml", [])}
 STEP_REWARD = {"rft-implicit", "prime", "cream", "mutual"}  # an implicit PRM trained alongside
 PAIR_REWARD = {"spark"}  # a solution-level judge: accuracy on verified pairs
 

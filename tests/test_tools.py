@@ -458,3 +458,40 @@ def test_mcts_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
     assert rollouts and all(r["text"].endswith("The answer is 7.") for r in rollouts)
     assert all(r["meta"]["executions"][0]["output"] == "7" for r in rollouts)
     assert all("```python\nprint(3 + 4)\n```\n```output\n7\n```" in r["steps"] for r in rollouts)
+
+
+def test_the_default_config_trains_on_correct_samples_whose_claims_hold(tmp_path):
+    """configs/default.toml (rft-code): of the correct samples, those with a false arithmetic claim
+    are labelled 0 by the sandbox and left out of training; no gold step label is read."""
+    from pathlib import Path
+
+    from reasoner import seeding
+
+    default = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
+    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
+    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+    calls = iter(range(10_000))
+
+    def script(context: str) -> str:  # every answer right; every other sample claims 2 + 2 = 5
+        answer = next((a for q, a in gold.items() if q in context), "0")
+        return f"2 + 2 = {5 if next(calls) % 2 else 4}\nThe answer is {answer}."
+
+    BACKENDS["scripted-claims"] = lambda spec, device="cpu", settings=None: Scripted(script)
+    try:
+        run = tmp_path / "r"
+        sets = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-claims", "generate.max_new_tokens=60"]
+        got = runner.invoke(app, ["iterate", "--run", str(run), "--config", str(default), *as_sets(sets)])
+        assert got.exit_code == 0, got.output
+    finally:
+        del BACKENDS["scripted-claims"]
+    rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()]
+    correct = [r for r in rollouts if r["correct"]]
+    true_claims = [r for r in correct if "2 + 2 = 4" in r["text"]]
+    assert len(correct) == 32 and 0 < len(true_claims) < len(correct)
+    labels = {
+        json.loads(line)["trajectory_id"]: json.loads(line)["labels"]
+        for line in (run / "iter_0001" / "labels.jsonl").open()
+    }
+    assert all(labels[r["id"]] == [1.0 if "2 + 2 = 4" in r["text"] else 0.0, 1.0] for r in correct)
+    train = json.loads((run / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
+    assert train["select_scored_correct"] == 32 and train["select_kept_correct"] == len(true_claims)
