@@ -40,7 +40,12 @@ RunOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", metavar="FILE", help="TOML config (default: configs/default.toml values).")
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="TOML config (default: each key's built-in default; configs/default.toml is the tuned main run).",
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
