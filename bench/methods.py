@@ -19,7 +19,7 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   rft-implicit RFT selected by the implicit PRM, which the prm recipe trains each iteration
   dpo          DPO on outcome pairs and MCTS step pairs
   prime        PRIME RL (policy and implicit PRM together)
-  bstar        rft-outcome with B-STaR's balance phase choosing each next temperature
+  bstar        rft-code with B-STaR's balance phase choosing each next temperature
   cream        CREAM: DPO on pairs the implicit PRM ranks, weighed by its consistency with the last PRM
   mutual       Mutual-Taught: E-step DPO ranked by the implicit PRM, M-step PRM on before/after pairs
   spark        SPARK: RFT plus auxiliary reward tasks; the policy judges its own samples
