@@ -22,21 +22,23 @@ from reasoner.rewards import LabelContext, register
 
 _NUM = r"\$?\d[\d,]*(?:\.\d+)?"
 _OP = r"[-–−+*/×x÷^]"
+# an operator standing alone ("x" only as a word of its own: not the x of "boxes")
+_STANDALONE_OP = r"(?:[-–−+*/×÷^]|(?<![A-Za-z])x(?![A-Za-z]))"
+_ASCII_OPS = str.maketrans({"×": "*", "x": "*", "÷": "/", "–": "-", "−": "-"})
 # left side: numbers joined by operators (parentheses allowed), each number perhaps with a unit
 # word ("8 books - 4 books = 4 books"); right side: one number
 _UNIT = r"(?:\s+(?!x\b)[A-Za-z]{2,})?"
 _TERM = rf"\(*\s*{_NUM}{_UNIT}\s*\)*"
 # what an expression is made of once its unit words are dropped
-_TOKEN = re.compile(rf"{_NUM}|(?<![A-Za-z])x(?![A-Za-z])|[-–−+*/×÷^()]")
+_TOKEN = re.compile(rf"{_NUM}|{_STANDALONE_OP}|[()]")
 # the right side is a value, not the start of an expression ("= 4000 + 2040", "= 5A/5",
 # "= 240 students – 224 students"), nor a percentage or a mixed number ("= 20%", "= 1 1/2"), nor
 # cut from a longer number ("= 2,520,000")
-_STANDALONE_OP = r"(?:[-–−+*/×÷^]|(?<![A-Za-z])x(?![A-Za-z]))"
 _GOES_ON = rf",?\d|\.\d|[A-Za-z]*\s*(?:[A-Za-z]{{2,}}\s*)?{_STANDALONE_OP}|\s*%|\s+(?:and\s+)?\d+/\d"
 _CLAIM = re.compile(rf"(?<![\w.])({_TERM}(?:\s*{_OP}\s*{_TERM})+)\s*=\s*(-?{_NUM})(?!{_GOES_ON})")
 # text just before a match that makes its left side the tail of a longer expression: an operator,
 # perhaps with a unit word between ("60 students x 2/3 = 40"), or a whole number ("8 x 1 1/2 = 12")
-_CUT = re.compile(r"(?:(?<![A-Za-z])x|[-–−+*/×÷^]|\d)\s*(?:[A-Za-z]+\s*)?$")
+_CUT = re.compile(rf"(?:{_STANDALONE_OP}|\d)\s*(?:[A-Za-z]+\s*)?$")
 _PROGRAM = """import json
 out = []
 for expr, value in json.loads(CLAIMS):
@@ -65,7 +67,7 @@ def claims(step: str) -> list[tuple[str, float]]:
         if left.count("(") != left.count(")") or _CUT.search(step[: match.start()]):
             continue
         expr = " ".join(_TOKEN.findall(left)).replace("$", "").replace(",", "")
-        expr = expr.translate(str.maketrans({"×": "*", "x": "*", "÷": "/", "–": "-", "−": "-"})).replace("^", "**")
+        expr = expr.translate(_ASCII_OPS).replace("^", "**")
         out.append((expr, float(right.replace("$", "").replace(",", ""))))
     return out
 
