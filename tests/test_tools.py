@@ -381,8 +381,13 @@ def test_claims_are_the_computable_equations_of_a_step():
     assert claims("3 boxes x 4 = 12") == [("3 * 4", 12.0)] and claims("Max 4 + 3 = 7") == [("4 + 3", 7.0)]
     assert claims("2100*1200=2,520,000 pixels") == [("2100 * 1200", 2520000.0)]  # the whole number
     # no claim where a piece of an expression would be read as a whole one (a true step would fail)
-    assert claims("72 cubic ft * 3/4 = 54 cubic ft") == []  # left side: the end of a longer one
+    assert claims("72 cubic ft * 3/4 = 54 cubic ft") == [("72 * 3 / 4", 54.0)]  # up to two unit words
+    assert claims("32 hours watching games + 64 hours = 96") == []  # three: more likely prose than a unit
+    assert claims("a total of $20 so 20/4 = $5") == [("20 / 4", 5.0)]  # a number and a word before: no cut
+    assert claims("2 dozen - 4 = 20") == [] and claims("3 hundred + 4 = 304") == []  # multipliers: no units
+    assert claims("72 cubic feet of water * 3/4 = 54") == []  # left side: the end of a longer one
     assert claims("8 x 1 1/2 = 12 rolls") == [] and claims("3 / 4 * 2 = 1 1/2 feet") == []  # mixed numbers
+    assert claims("1/4 cup + 1 and 1/4 cup = 1.5 cups") == []
     assert claims("100/5 = 5A/5") == [] and claims("1/10 = 10%") == [] and claims("4 / 3 = 1 and 1/3") == []
     assert claims("4 W^2 = 100") == []  # a one-letter variable is no unit
     # verdicts in order: [T, F] for a step with two claims, [] for one with none, [None] raised
@@ -402,10 +407,12 @@ def test_the_code_labeller_runs_the_claims_in_the_sandbox():
         traj("b", ["Kim has 4 pens.", "4 x 3 = 12 pens", "12 / 0 = 1"]),  # 1/0 raises: no evidence
         traj("c", ["9^9^9^9 = 1"]),  # runs past the CPU limit: unverifiable, not wrong
         traj("d", []),
+        # a value with decimals is read as rounded to them: 2060 / 15 = 137.333...
+        traj("e", ["2060 / 15 = 137.33", "2060 / 15 = 137.3", "2060 / 15 = 137.4", "10 / 4 = 2", "10 / 4 = 2.5"]),
     ]
     ctx = type("Ctx", (), {"tools": ToolsConfig(workers=2, cpu_seconds=1, wall_seconds=3.0)})()
     got = {lab.trajectory_id: lab.labels for lab in get_labeller("code").label(trajs, ctx)}
-    assert got == {"a": [1.0, 0.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0], "d": []}
+    assert got == {"a": [1.0, 0.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0], "d": [], "e": [1.0, 1.0, 0.0, 0.0, 1.0]}
     assert get_labeller("code").search_scores(trajs[:2], ctx, 0) == [0.0, 1.0]  # the weakest step
 
 

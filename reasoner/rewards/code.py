@@ -1,8 +1,10 @@
 """`code`: steps checked by running their computable claims in the sandbox.
 
 A claim is an equation whose left side is arithmetic on numbers and whose right side is a number
-("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"; a unit word after a
-number is dropped: "8 books - 4 books = 4 books"). Each trajectory's claims
+("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"; up to two unit words after
+a number are dropped: "8 books - 4 books = 4 books", "72 cubic ft * 3/4 = 54", but not a multiplier
+such as "dozen"; a value with decimals is read as rounded to them: "2060 / 15 = 137.33" holds).
+Each trajectory's claims
 run as one program in the sandbox (`reasoner.verifiers.sandbox`, under `[tools]`'s limits, in its
 pool of workers); a step scores 1 when every claim in it holds, 0 when one does not, and 1 when
 it makes none or the program could not finish (no evidence against it, as `gold` counts None).
@@ -25,9 +27,10 @@ _OP = r"[-–−+*/×x÷^]"
 # an operator standing alone ("x" only as a word of its own: not the x of "boxes")
 _STANDALONE_OP = r"(?:[-–−+*/×÷^]|(?<![A-Za-z])x(?![A-Za-z]))"
 _ASCII_OPS = str.maketrans({"×": "*", "x": "*", "÷": "/", "–": "-", "−": "-"})
-# left side: numbers joined by operators (parentheses allowed), each number perhaps with a unit
-# word ("8 books - 4 books = 4 books"); right side: one number
-_UNIT = r"(?:\s+(?!x\b)[A-Za-z]{2,})?"
+# left side: numbers joined by operators (parentheses allowed), each number perhaps with one or two
+# unit words ("8 books - 4 books = 4 books", "72 cubic ft * 3/4"; three are more often prose), never a
+# multiplier word ("2 dozen - 4" is no "2 - 4") nor the operator x; right side: one number
+_UNIT = r"(?:\s+(?!(?:x|dozens?|hundreds?|thousands?|millions?|billions?|percent)\b)[A-Za-z]{2,}){0,2}"
 _TERM = rf"\(*\s*{_NUM}{_UNIT}\s*\)*"
 # what an expression is made of once its unit words are dropped
 _TOKEN = re.compile(rf"{_NUM}|{_STANDALONE_OP}|[()]")
@@ -37,14 +40,19 @@ _TOKEN = re.compile(rf"{_NUM}|{_STANDALONE_OP}|[()]")
 _GOES_ON = rf",?\d|\.\d|[A-Za-z]*\s*(?:[A-Za-z]{{2,}}\s*)?{_STANDALONE_OP}|\s*%|\s+(?:and\s+)?\d+/\d"
 _CLAIM = re.compile(rf"(?<![\w.])({_TERM}(?:\s*{_OP}\s*{_TERM})+)\s*=\s*(-?{_NUM})(?!{_GOES_ON})")
 # text just before a match that makes its left side the tail of a longer expression: an operator,
-# perhaps with a unit word between ("60 students x 2/3 = 40"), or a whole number ("8 x 1 1/2 = 12")
-_CUT = re.compile(rf"(?:{_STANDALONE_OP}|\d)\s*(?:[A-Za-z]+\s*)?$")
+# perhaps with a word after it, or a whole number ("8 x 1 1/2 = 12", "1 and 1/4 cup = 1.5"); a number
+# and a word are not ("a total of $20 so 20/4 = $5")
+_CUT = re.compile(rf"(?:{_STANDALONE_OP}\s*(?:[A-Za-z]+\s*)?|\d\s*(?:and\s*)?)$")
 _PROGRAM = """import json
 out = []
 for expr, value in json.loads(CLAIMS):
     try:
         got = eval(expr, {"__builtins__": {}})
-        out.append(abs(got - value) <= 1e-6 * max(1.0, abs(value)))
+        tol = 1e-6 * max(1.0, abs(value))
+        text = repr(value)
+        if value != int(value) and "e" not in text:  # "= 137.33": rounded to its decimals
+            tol = max(tol, 0.5000001 * 10 ** -len(text.split(".")[1]))
+        out.append(abs(got - value) <= tol)
     except Exception:
         out.append(None)
 print(json.dumps(out))
