@@ -380,6 +380,7 @@ def test_claims_are_the_computable_equations_of_a_step():
     assert claims("240 students – 224 students = 16 students") == [("240 - 224", 16.0)]
     assert claims("3 boxes x 4 = 12") == [("3 * 4", 12.0)] and claims("Max 4 + 3 = 7") == [("4 + 3", 7.0)]
     assert claims("2100*1200=2,520,000 pixels") == [("2100 * 1200", 2520000.0)]  # the whole number
+    assert claims("40*.6=24 trees") == [("40 * .6", 24.0)] and claims("$.50-.25 = $.25") == [(".50 - .25", 0.25)]
     # no claim where a piece of an expression would be read as a whole one (a true step would fail)
     assert claims("72 cubic ft * 3/4 = 54 cubic ft") == [("72 * 3 / 4", 54.0)]  # up to two unit words
     assert claims("32 hours watching games + 64 hours = 96") == []  # three: more likely prose than a unit

@@ -22,7 +22,7 @@ from reasoner.config import ToolsConfig
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import LabelContext, register
 
-_NUM = r"\$?\d[\d,]*(?:\.\d+)?"
+_NUM = r"\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
 _OP = r"[-–−+*/×x÷^]"
 # an operator standing alone ("x" only as a word of its own: not the x of "boxes")
 _STANDALONE_OP = r"(?:[-–−+*/×÷^]|(?<![A-Za-z])x(?![A-Za-z]))"
