@@ -145,6 +145,11 @@ class LabelConfig:
     judge_max_new_tokens: int = _f(48, "Cap on tokens of one judgment (reasoning plus verdict).")
     judge_rule: str = _f("difference", "How MC Q values become the judge's target: absolute, ratio or difference.")
     judge_tau: float = _f(0.0, "Threshold of the judge rule.")
+    code_answer: bool = _f(
+        False,
+        "code labeller: the final answer must be a value the solution's claims computed; when it makes claims"
+        " and none states its answer ('7 + 3 = 10', 'The answer is 11.'), the last step scores 0.",
+    )
     shaping: str = _f("none", "Shaping of process rewards copied into trajectories: none, clip or delta.")
     clip_eta: float = _f(0.0, "Clip shaping: threshold eta in min(r - eta, 0).")
 

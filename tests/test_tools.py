@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from reasoner import models
 from reasoner.cli import app
-from reasoner.config import ToolsConfig
+from reasoner.config import LabelConfig, ToolsConfig
 from reasoner.generation import BACKENDS, Completion, Sampling
 from reasoner.generation.hf import HFBackend
 from reasoner.tasks import get_pack, split_steps
@@ -411,10 +411,18 @@ def test_the_code_labeller_runs_the_claims_in_the_sandbox():
         # a value with decimals is read as rounded to them: 2060 / 15 = 137.333...
         traj("e", ["2060 / 15 = 137.33", "2060 / 15 = 137.3", "2060 / 15 = 137.4", "10 / 4 = 2", "10 / 4 = 2.5"]),
     ]
-    ctx = type("Ctx", (), {"tools": ToolsConfig(workers=2, cpu_seconds=1, wall_seconds=3.0)})()
+    tools = ToolsConfig(workers=2, cpu_seconds=1, wall_seconds=3.0)
+    ctx = type("Ctx", (), {"tools": tools, "settings": LabelConfig()})()
     got = {lab.trajectory_id: lab.labels for lab in get_labeller("code").label(trajs, ctx)}
     assert got == {"a": [1.0, 0.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0], "d": [], "e": [1.0, 1.0, 0.0, 0.0, 1.0]}
     assert get_labeller("code").search_scores(trajs[:2], ctx, 0) == [0.0, 1.0]  # the weakest step
+    # label.code_answer: the last step also scores 0 when no claim states the answer
+    answered = [Trajectory(id=t, problem_id="p", prompt="", steps=["7 + 3 = 10", f"The answer is {a}."], text="",
+                           answer=a) for t, a in (("f", "11"), ("g", "10"))]  # fmt: skip
+    ctx.settings = LabelConfig(code_answer=True)
+    got = {lab.trajectory_id: lab.labels for lab in get_labeller("code").label([*trajs, *answered], ctx)}
+    assert got == {"a": [1.0, 0.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0], "d": [], "e": [1.0, 1.0, 0.0, 0.0, 1.0],
+                   "f": [1.0, 0.0], "g": [1.0, 1.0]}  # fmt: skip
 
 
 def test_evaluate_steps_scores_the_code_labeller_against_gold(tmp_path):
@@ -468,9 +476,9 @@ def test_mcts_keeps_a_code_step_as_one_node(tmp_path, scripted_backend):
     assert all("```python\nprint(3 + 4)\n```\n```output\n7\n```" in r["steps"] for r in rollouts)
 
 
-def test_the_default_config_trains_on_correct_samples_whose_claims_hold(tmp_path):
-    """configs/default.toml (rft-code): of the correct samples, those with a false arithmetic claim
-    are labelled 0 by the sandbox and left out of training; no gold step label is read."""
+def _default_run_scripted(tmp_path, answer_text, extra=()) -> tuple[list[dict], dict, dict]:
+    """One iteration of configs/default.toml whose every sample answers right, in the text
+    ``answer_text(answer, call)`` writes; its correct rollouts, labels and train metrics."""
     from pathlib import Path
 
     from reasoner import seeding
@@ -480,26 +488,61 @@ def test_the_default_config_trains_on_correct_samples_whose_claims_hold(tmp_path
     gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
     calls = iter(range(10_000))
 
-    def script(context: str) -> str:  # every answer right; every other sample claims 2 + 2 = 5
-        answer = next((a for q, a in gold.items() if q in context), "0")
-        return f"2 + 2 = {5 if next(calls) % 2 else 4}\nThe answer is {answer}."
+    def script(context: str) -> str:
+        return answer_text(next((a for q, a in gold.items() if q in context), "0"), next(calls))
 
     BACKENDS["scripted-claims"] = lambda spec, device="cpu", settings=None: Scripted(script)
     try:
         run = tmp_path / "r"
         sets = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-claims", "generate.max_new_tokens=60"]
-        got = runner.invoke(app, ["iterate", "--run", str(run), "--config", str(default), *as_sets(sets)])
+        got = runner.invoke(app, ["iterate", "--run", str(run), "--config", str(default), *as_sets([*sets, *extra])])
         assert got.exit_code == 0, got.output
     finally:
         del BACKENDS["scripted-claims"]
     rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()]
-    correct = [r for r in rollouts if r["correct"]]
-    true_claims = [r for r in correct if "2 + 2 = 4" in r["text"]]
-    assert len(correct) == 32 and 0 < len(true_claims) < len(correct)
     labels = {
         json.loads(line)["trajectory_id"]: json.loads(line)["labels"]
         for line in (run / "iter_0001" / "labels.jsonl").open()
     }
-    assert all(labels[r["id"]] == [1.0 if "2 + 2 = 4" in r["text"] else 0.0, 1.0] for r in correct)
     train = json.loads((run / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
+    return [r for r in rollouts if r["correct"]], labels, train
+
+
+def test_the_default_config_trains_on_correct_samples_whose_claims_hold(tmp_path):
+    """configs/default.toml (rft-code): of the correct samples, those with a false arithmetic claim
+    are labelled 0 by the sandbox and left out of training; no gold step label is read."""
+    # every answer right; every other sample claims 2 + 2 = 5
+    correct, labels, train = _default_run_scripted(
+        tmp_path, lambda answer, call: f"2 + 2 = {5 if call % 2 else 4}\nThe answer is {answer}."
+    )
+    true_claims = [r for r in correct if "2 + 2 = 4" in r["text"]]
+    assert len(correct) == 32 and 0 < len(true_claims) < len(correct)
+    # off by default (label.code_answer): "2 + 2 = 4", "The answer is 7." keeps its last step
+    assert all(labels[r["id"]] == [1.0 if "2 + 2 = 4" in r["text"] else 0.0, 1.0] for r in correct)
     assert train["select_scored_correct"] == 32 and train["select_kept_correct"] == len(true_claims)
+
+
+def test_code_answer_drops_correct_samples_whose_answer_is_not_computed(tmp_path):
+    """label.code_answer = true: a correct sample whose claims hold but none of which states its
+    answer ("2 + 2 = 4", "The answer is 7.") scores 0 on its last step and is not trained on."""
+
+    def text(answer, call):  # true claims; every other one computes the answer
+        return (
+            f"{answer} + 0 = {answer}\nThe answer is {answer}." if call % 2 else f"2 + 2 = 4\nThe answer is {answer}."
+        )
+
+    correct, labels, train = _default_run_scripted(tmp_path, text, ["label.code_answer=true"])
+    follows = [r for r in correct if r["text"].startswith(f"{r['answer']} + 0") or r["answer"] == "4"]
+    assert len(correct) == 32 and 0 < len(follows) < len(correct)
+    assert all(labels[r["id"]] == [1.0, 1.0 if r in follows else 0.0] for r in correct)
+    assert train["select_kept_correct"] == len(follows)
+
+
+def test_answer_follows_by_hand():
+    from reasoner.rewards.code import answer_follows
+
+    assert answer_follows("11", [("7 + 3", 10.0)]) is False and answer_follows("10", [("7 + 3", 10.0)])
+    assert answer_follows("$1,200", [("2 * 600", 1200.0), ("1 + 1", 2.0)])  # any claim's value
+    assert answer_follows("137.33", [("2060 / 15", 137.33)]) and answer_follows("-2", [("1 - 3", -2.0)])
+    assert answer_follows("11", []) and answer_follows(None, [("7 + 3", 10.0)])  # nothing to compare
+    assert answer_follows("3/4", [("1 + 1", 2.0)])  # no plain number: no evidence against it

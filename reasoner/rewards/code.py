@@ -96,6 +96,22 @@ def step_scores(verdicts: list[bool | None], per_step: list[int]) -> list[float]
     return out
 
 
+def answer_follows(answer: str | None, all_claims: list[tuple[str, float]]) -> bool:
+    """Whether a solution's final ``answer`` is the stated value of one of its claims, as a
+    solution's answer should come out of its work ("7 + 3 = 10", "The answer is 11." does not).
+    True where there is nothing to compare: no claim, no answer, or an answer that is no plain
+    number ("3/4", "x + 1").
+
+    >>> answer_follows("11", [("7 + 3", 10.0)]), answer_follows("$1,200", [("2 * 600", 1200.0)])
+    (False, True)
+    """
+    try:
+        value = float((answer or "").replace("$", "").replace(",", ""))
+    except ValueError:
+        return True
+    return not all_claims or any(abs(v - value) <= 1e-6 * max(1.0, abs(v)) for _, v in all_claims)
+
+
 @register("code")
 class CodeLabeller:
     name = "code"
@@ -105,11 +121,13 @@ class CodeLabeller:
     variants: dict[str, tuple[str, float]] = {}
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
-        scores = self.score(trajectories, ctx.tools)
+        scores = self.score(trajectories, ctx.tools, answers=ctx.settings.code_answer)
         return [StepLabels(t.id, self.name, s) for t, s in zip(trajectories, scores, strict=True)]
 
     @staticmethod
-    def score(trajectories: list[Trajectory], cfg: ToolsConfig) -> list[list[float]]:
+    def score(trajectories: list[Trajectory], cfg: ToolsConfig, answers: bool = False) -> list[list[float]]:
+        """Step scores of each trajectory; with ``answers`` (`label.code_answer`), also its last
+        step's 0 when its final answer is none of its claims' values (`answer_follows`)."""
         from reasoner.tools import SandboxPool
 
         parsed = [[claims(step) for step in t.steps] for t in trajectories]
@@ -119,7 +137,7 @@ class CodeLabeller:
                 pool.submit(program([c for step in p for c in step])) if any(p) else None for p in parsed
             ]  # all trajectories at once: the pool's workers run them side by side
             out = []
-            for p, run in zip(parsed, runs, strict=True):
+            for t, p, run in zip(trajectories, parsed, runs, strict=True):
                 verdicts: list[bool | None] = []
                 if run is not None:
                     ex = run.result()
@@ -127,7 +145,10 @@ class CodeLabeller:
                         verdicts = json.loads(ex.output) if ex.status == "ok" else []
                     except ValueError:
                         verdicts = []
-                out.append(step_scores(verdicts, [len(step) for step in p]))
+                scores = step_scores(verdicts, [len(step) for step in p])
+                if answers and scores and not answer_follows(t.answer, [c for step in p for c in step]):
+                    scores[-1] = 0.0
+                out.append(scores)
             return out
         finally:
             pool.close()
