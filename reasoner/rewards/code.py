@@ -4,10 +4,11 @@ A claim is an equation whose left side is arithmetic on numbers and whose right 
 ("4 + 3 = 7", "12 x 15 = 180 pencils", "$1,200 / 4 = $300", "2^3 = 8"; up to two unit words after
 a number are dropped: "8 books - 4 books = 4 books", "72 cubic ft * 3/4 = 54", but not a multiplier
 such as "dozen"; a value with decimals is read as rounded to them: "2060 / 15 = 137.33" holds).
-Each trajectory's claims
-run as one program in the sandbox (`reasoner.verifiers.sandbox`, under `[tools]`'s limits, in its
-pool of workers); a step scores 1 when every claim in it holds, 0 when one does not, and 1 when
-it makes none or the program could not finish (no evidence against it, as `gold` counts None).
+Each trajectory's claims run as one program in the sandbox (`reasoner.verifiers.sandbox`, under
+`[tools]`'s limits, in its pool of workers); a step scores 1 when every claim in it holds, 0 when
+one does not, and 1 when it makes none or the program could not finish (no evidence against it,
+as `gold` counts None). With `label.code_answer`, the last step also scores 0 when the solution
+makes claims and none of them states its final answer.
 Needs no model and no gold labels, so it works on any data set whose steps compute; it says
 nothing about whether a true equation is the right one to write (that is what `gold` adds on
 `arith`). Also a beam-search scorer: a partial solution scores its weakest step.
