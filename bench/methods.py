@@ -93,7 +93,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "rft-code": ("default.toml", CODE),
     # rft-code, and the answer must be a value the claims computed ("7 + 3 = 10", "The answer is 11."
     # is dropped): at rft-code's iteration 1 this would have dropped 7 of the 19 correct samples with
-    # a wrong step it kept, and 2 of its 98 valid ones
+    # a wrong step it kept, and 2 of the 98 the gold check passes ("2 + 6 = 8", "The answer is 9.")
     "rft-code-answer": ("default.toml", [*CODE, "label.code_answer=true"]),
     "rft-implicit": (
         "default.toml",
