@@ -235,6 +235,8 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"
         )
+    if config.label.code_answer and "code" not in config.label.labellers:
+        raise ConfigError("label.code_answer checks the code labeller's answers, but label.labellers does not run it")
     if config.label.only_correct:
         if config.run.recipe != "rft" or config.train.policy.objective != "rft":
             raise ConfigError(

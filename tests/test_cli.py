@@ -25,6 +25,7 @@ runner = CliRunner()
         (["--set", "label.shaping=square"], "unknown shaper 'square'; valid: clip, delta, none"),
         (["--set", "generate.dtype=fp8"], "generate.dtype = 'fp8'; valid: auto, float32, bfloat16, float16"),
         (["--set", "evaluate.every=0"], "evaluate.every must be >= 1"),
+        (["--set", "label.code_answer=true"], "label.code_answer checks the code labeller's answers, but"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, args, fragment):
