@@ -132,13 +132,13 @@ class CodeLabeller:
         from reasoner.tools import SandboxPool
 
         parsed = [[claims(step) for step in t.steps] for t in trajectories]
+        flat = [[c for step in p for c in step] for p in parsed]  # each trajectory's claims in order
         pool = SandboxPool(cfg)
         try:
-            runs = [
-                pool.submit(program([c for step in p for c in step])) if any(p) else None for p in parsed
-            ]  # all trajectories at once: the pool's workers run them side by side
+            # all trajectories at once: the pool's workers run them side by side
+            runs = [pool.submit(program(f)) if f else None for f in flat]
             out = []
-            for t, p, run in zip(trajectories, parsed, runs, strict=True):
+            for t, p, f, run in zip(trajectories, parsed, flat, runs, strict=True):
                 verdicts: list[bool | None] = []
                 if run is not None:
                     ex = run.result()
@@ -147,7 +147,7 @@ class CodeLabeller:
                     except ValueError:
                         verdicts = []
                 scores = step_scores(verdicts, [len(step) for step in p])
-                if answers and scores and not answer_follows(t.answer, [c for step in p for c in step]):
+                if answers and scores and not answer_follows(t.answer, f):
                     scores[-1] = 0.0
                 out.append(scores)
             return out
