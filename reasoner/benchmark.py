@@ -60,6 +60,7 @@ class Request:
     chunk: int = 64
     seed: int = 0
     device: str = "cpu"
+    stop_loops: bool | None = None  # None: the run's generate.stop_loops (off for a bare model)
 
 
 @dataclass
@@ -131,7 +132,11 @@ def session_for(req: Request, res: Resolved, out: Path) -> Session:
         task=task,
         label=label,
         run=replace(base.run, device=req.device, seed=req.seed),
-        generate=replace(base.generate, batch_size=req.batch_size),
+        generate=replace(
+            base.generate,
+            batch_size=req.batch_size,
+            stop_loops=base.generate.stop_loops if req.stop_loops is None else req.stop_loops,
+        ),
     )
     return Session(RunDir(out), conf)
 
@@ -181,6 +186,7 @@ def run(req: Request, out: Path) -> dict[str, Any]:
         "prompt": s.config.task.prompt,
         "max_new_tokens": max_new,
         "problems": len(problems),
+        "stop_loops": s.config.generate.stop_loops or None,  # as it is (None when off: older folders lack it)
     }
     out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be good
     check_settings(out, settings)
@@ -304,7 +310,7 @@ def _sample(t: Trajectory) -> dict[str, Any]:
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], req: Request) -> dict[str, Any]:
     """Greedy accuracy (named apart from sampled pass@k), maj@k, unbiased pass@k, best-of-k by
-    the reward, the share cut by the token cap, and per-level / per-subject tables."""
+    the reward, the shares cut by the token cap and stopped in a loop, and per-level / per-subject tables."""
     greedy = [1.0 if r["greedy"]["correct"] else 0.0 for r in rows]
     acc, se = scores.mean_stderr(greedy)
     report: dict[str, Any] = {
@@ -313,6 +319,7 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], req: Request)
         "greedy_stderr": se,
         "answer_found": sum(r["greedy"]["answer"] is not None for r in rows) / max(len(rows), 1),
         "cut_by_token_cap": sum(r["greedy"]["finish"] == "length" for r in rows) / max(len(rows), 1),
+        "stopped_in_loop": sum(r["greedy"]["finish"] == "loop" for r in rows) / max(len(rows), 1),
     }
     used = tools.summary([r["greedy"].get("executions", []) for r in rows])
     if used is not None:

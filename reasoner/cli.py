@@ -360,6 +360,14 @@ def evaluate(
     device: Annotated[str, typer.Option(help="--model: torch device.")] = "cpu",
     seed: Annotated[int, typer.Option(help="--model: sampling seed.")] = 0,
     chunk: Annotated[int, typer.Option(help="--model: problems per saved chunk (a killed run redoes one).")] = 64,
+    stop_loops: Annotated[
+        bool | None,
+        typer.Option(
+            "--stop-loops/--no-stop-loops",
+            help="--model: end an answer once it repeats one span 3 times, 48+ tokens (default: the run's"
+            " generate.stop_loops; off for a bare model).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score the iteration's policy on the held-out split (writes eval.json); with --steps, score
@@ -392,6 +400,7 @@ def evaluate(
             seed=seed,
             device=device,
             chunk=chunk,
+            stop_loops=stop_loops,
         )
         folder = out_dir or Path("evals") / (model.replace("/", "_").replace("@", "_at_").strip("._") or "model")
         try:

@@ -86,6 +86,11 @@ class GenerateConfig:
         "Dtype of the generating model's weights: auto (hf: float32; vllm: vLLM's choice), float32, bfloat16,"
         " float16 (bfloat16 halves the weights' memory and time on a GPU; samples differ slightly from float32's).",
     )
+    stop_loops: bool = _f(
+        False,
+        "End a sample (finish 'loop') once its last tokens repeat one span three times, 48 tokens or more:"
+        " a model caught in a loop stops spending the token cap on it (every generation of the run, and evaluate).",
+    )
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:

@@ -215,7 +215,14 @@ def evaluate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     rels = [s.run.write_json(k, "eval.json", report), s.run.write_records(k, "eval_samples.jsonl", trajs)]
     return rels, {
         key: report[key]
-        for key in ("pass@1", "pass@1_stderr", f"maj@{ec.k}", f"sampled_pass@{ec.k}", "cut_by_token_cap")
+        for key in (
+            "pass@1",
+            "pass@1_stderr",
+            f"maj@{ec.k}",
+            f"sampled_pass@{ec.k}",
+            "cut_by_token_cap",
+            "stopped_in_loop",
+        )
         if key in report
     }
 
@@ -226,6 +233,7 @@ def summarise(problems: list[Problem], greedy: list[Trajectory], samples: list[T
     report: dict[str, Any] = {"pass@1": p1, "pass@1_stderr": se}  # greedy; sampled figures say so
     report["answer_found"] = sum(t.answer is not None for t in greedy) / max(len(greedy), 1)
     report["cut_by_token_cap"] = sum(t.meta.get("finish") == "length" for t in greedy) / max(len(greedy), 1)
+    report["stopped_in_loop"] = sum(t.meta.get("finish") == "loop" for t in greedy) / max(len(greedy), 1)
     used = tools.summary([t.meta.get("executions", []) for t in greedy])
     if used is not None:
         report["tools"] = used

@@ -298,6 +298,8 @@ def model_eval_table(result: dict[str, Any]) -> Table:
                 f"{key.replace('_', ' ')} ({best['reward']}, {best['rank']})", f"{100 * best['accuracy']:.1f}%", n
             )
     table.add_row("answers cut by the token cap", f"{100 * result['cut_by_token_cap']:.1f}%", n)
+    if result.get("stopped_in_loop"):  # generate.stop_loops
+        table.add_row("answers stopped in a loop", f"{100 * result['stopped_in_loop']:.1f}%", n)
     for group in ("by_level", "by_subject"):
         for name, g in result.get(group, {}).items():
             label = f"level {name}" if group == "by_level" else name

@@ -202,3 +202,36 @@ def test_gsm8k_pack_split_with_few_shot_prompt_saved(tmp_path):
     prompt = (folder / "prompt.txt").read_text()
     assert prompt.count("The answer is") == 5  # the instruction and the four worked examples
     assert "greedy accuracy" in result.output
+
+
+def test_stop_loops_through_iterate_and_evaluate(tmp_path):
+    """`generate.stop_loops` reaches the run's evaluation and `evaluate --model RUN@K`;
+    `--stop-loops` / `--no-stop-loops` set it for one evaluation. The random model's greedy
+    answers repeat one token: stopped in a loop with it, cut by the 64-token cap without."""
+    run = tmp_path / "r"
+    keys = [*TINY_SAMPLES, "run.iterations=1", "run.baseline_eval=true", "evaluate.max_new_tokens=64"]
+    done = runner.invoke(app, ["iterate", "--run", str(run), *as_sets([*keys, "generate.stop_loops=true"])])
+    assert done.exit_code == 0, done.output
+    for k in (0, 1):
+        report = json.loads((run / f"iter_000{k}" / "eval.json").read_text())
+        assert (report["stopped_in_loop"], report["cut_by_token_cap"]) == (1.0, 0.0)
+    finishes = [json.loads(x)["meta"]["finish"] for x in (run / "iter_0001" / "eval_samples.jsonl").open()]
+    assert finishes == ["loop", "loop"]
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").open()]
+    assert any(m.get("stopped_in_loop") == 1.0 for m in metrics)  # for `reasoner report` to plot
+    _eval(tmp_path, "--json", out="unused")  # writes the data file
+    data = str(tmp_path / "mine.jsonl")
+
+    def shares(*args: str) -> tuple[float, float]:
+        out = tmp_path / f"e{len(list(tmp_path.iterdir()))}"
+        got = runner.invoke(app, ["evaluate", "--data", data, "--max-new-tokens", "64", "--out", str(out), *args])
+        assert got.exit_code == 0, got.output
+        report = json.loads((out / "eval.json").read_text())
+        if report["stopped_in_loop"]:
+            assert "answers stopped in a loop" in got.output
+        return report["stopped_in_loop"], report["cut_by_token_cap"]
+
+    assert shares("--model", f"{run}@0") == (1.0, 0.0)  # the run's setting
+    assert shares("--model", f"{run}@0", "--no-stop-loops") == (0.0, 1.0)
+    assert shares("--model", "tiny", "--pack", "arith") == (0.0, 1.0)  # off for a bare model
+    assert shares("--model", "tiny", "--pack", "arith", "--stop-loops") == (1.0, 0.0)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from reasoner.generation import Sampling
@@ -185,3 +186,60 @@ def test_prefix_store_keeps_deltas_and_evicts_leaves_first():
     # a stored entry one token longer than the allowed length serves, cut to it
     length, got = store.longest([1, 2, 3], 2)
     assert length == 2 and torch.equal(got[0][0], full[0][0][:, :, :2])
+
+
+# ----------------------------------------------------------------------- generate.stop_loops
+def test_looping_needs_three_repeats_of_one_span_over_48_tokens():
+    from reasoner.generation import loop_end, looping
+
+    assert looping([7] * 48) and not looping([7] * 47)  # period 1: the 48-token floor
+    assert not looping([1, 2] + [7] * 46)
+    span = list(range(20))  # period 20: three repeats, 60 tokens
+    assert looping([99, 98] + span * 3) and not looping([99, 98] + span * 2 + span[:19])
+    assert not looping(list(range(200)))
+    assert not looping(list(range(130)) * 3)  # a period over 128 tokens is not looked for
+    # checked at multiples of 8: 5 free tokens then [7] * 48 loops from length 53, stopped at 56
+    assert loop_end([1, 2, 3, 4, 5] + [7] * 60) == 56
+    assert loop_end([1, 2, 3, 4, 5] + [7] * 51) == 56 and loop_end([1, 2, 3, 4, 5] + [7] * 51 + [1]) == 56
+    assert loop_end([1, 2, 3, 4, 5] + [7] * 50) is None  # 55 tokens: never at a check
+
+
+def test_stop_loops_ends_looping_rows_where_loop_end_says_and_leaves_the_others(tiny):
+    from reasoner.generation import loop_end
+
+    plain = HFBackend(tiny.model, tiny.tokenizer)
+    stopping = HFBackend(tiny.model, tiny.tokenizer, stop_loops=True)
+    prompts = _prompts(6)
+    greedy = Sampling(temperature=0, max_new_tokens=120, batch_size=4)
+    full = plain.generate(prompts, greedy)
+    cut = stopping.generate(prompts, greedy)
+    assert all(o.finish_reason == "length" and len(o.token_ids) == 120 for o in full)
+    for f, c in zip(full, cut, strict=True):  # the random model's greedy answers repeat one token
+        end = loop_end(f.token_ids)
+        assert end is not None and end < 120
+        assert c.finish_reason == "loop" and c.token_ids == f.token_ids[:end]
+        assert c.logprobs == pytest.approx(f.logprobs[:end], abs=1e-5)
+        assert c.text == tiny.tokenizer.decode(f.token_ids[:end], skip_special_tokens=True)
+    # sampled answers of this model do not loop: the check changes none of them
+    sampled = Sampling(temperature=1.0, max_new_tokens=120, seed=1, batch_size=4)
+    a, b = plain.generate(prompts, sampled), stopping.generate(prompts, sampled)
+    assert all(loop_end(o.token_ids) is None for o in a)
+    assert [o.token_ids for o in a] == [o.token_ids for o in b]
+
+
+def test_vllm_results_are_cut_where_the_hf_backend_stops_a_loop(tiny):
+    """vLLM has no such stop: its results are cut afterwards, at the token the hf backend stops."""
+    from reasoner.generation.vllm_backend import VLLMBackend, _Out
+
+    greedy = Sampling(temperature=0, max_new_tokens=120, batch_size=4)
+    prompts = _prompts(3)
+    full = HFBackend(tiny.model, tiny.tokenizer).generate(prompts, greedy)
+    cut = HFBackend(tiny.model, tiny.tokenizer, stop_loops=True).generate(prompts, greedy)
+    vllm = object.__new__(VLLMBackend)  # its results' handling only: no engine
+    vllm.tokenizer, vllm._eos, vllm._stop_loops = tiny.tokenizer, set(), True
+    for f, c in zip(full, cut, strict=True):
+        got = vllm._completion(_Out(f.token_ids, f.logprobs, "length", None, 9, []), greedy)
+        assert (got.token_ids, got.finish_reason, got.text) == (c.token_ids, "loop", c.text)
+    vllm._stop_loops = False
+    got = vllm._completion(_Out(full[0].token_ids, full[0].logprobs, "length", None, 9, []), greedy)
+    assert got.finish_reason == "length" and got.token_ids == full[0].token_ids

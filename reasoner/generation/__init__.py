@@ -33,7 +33,7 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]
     text: str
-    finish_reason: str  # "stop" (a stop string), "eos", or "length"
+    finish_reason: str  # "stop" (a stop string), "eos", "length", or "loop" (`loop_end`)
     prompt_tokens: int = 0
     meta: dict = field(default_factory=dict)
 
@@ -81,6 +81,35 @@ def finish_text(tokenizer, tokens: list[int], finish: str, stop: tuple[str, ...]
         cut = min((text.find(s) + len(s) for s in stop if s in text), default=len(text))
         text = text[:cut]
     return text
+
+
+# A loop: the last max(LOOP_REPEATS * p, LOOP_MIN_SPAN) tokens repeat one span of p tokens
+# (1 <= p <= LOOP_MAX_PERIOD), checked each time a sample's length reaches a multiple of
+# LOOP_EVERY, so every backend stops a looping sample at the same token.
+LOOP_REPEATS, LOOP_MIN_SPAN, LOOP_MAX_PERIOD, LOOP_EVERY = 3, 48, 128, 8
+
+
+def looping(tokens: list[int]) -> bool:
+    """Whether ``tokens`` end in a loop: a span of p tokens repeated to fill the last
+    max(3p, 48) tokens ("... is 2 x 2 = 4 onions.\nThe total cost of 2 x 2 = 4 onions" three
+    times over). A greedy model caught in such a loop rarely leaves it before the token cap."""
+    n = len(tokens)
+    for p in range(1, LOOP_MAX_PERIOD + 1):
+        span = max(LOOP_REPEATS * p, LOOP_MIN_SPAN)
+        if span > n:
+            return False
+        if tokens[-1] == tokens[-1 - p] and tokens[n - span + p :] == tokens[n - span : n - p]:
+            return True
+    return False
+
+
+def loop_end(tokens: list[int]) -> int | None:
+    """The length at which a generation stopping on loops ends ``tokens``: the first multiple
+    of LOOP_EVERY at which they are `looping`, or None."""
+    for n in range(LOOP_EVERY, len(tokens) + 1, LOOP_EVERY):
+        if looping(tokens[:n]):
+            return n
+    return None
 
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("generation backend")

