@@ -30,7 +30,7 @@ and, named with --only (not in the default set, not in the best-recipe compariso
 Every recipe starts from the same model and is scored on the same problems, so the starting
 model's evaluation (iteration 0, greedy, deterministic) is run once: a recipe whose evaluation
 settings ([model], [task] but train_size, [evaluate], [tools], the resolved answer extractor, the
-generation backend, batch, dtype, seed, threads and device) equal those of a run under --root
+generation backend, batch, dtype, loop stop, seed, threads and device) equal those of a run under --root
 that already holds iteration 0 skips its own (`run.baseline_eval=false`) and reports that run's
 figure, naming it ("iteration 0 from").
 
@@ -148,7 +148,7 @@ def baseline_key(config) -> str:
     # the extractor as resolved ('' = the pack's own); require_steps selects training data only
     pack = tasks.PACKS.lookup(config.task.pack)
     kept["extractor"] = config.verify.extractor or getattr(pack, "extractor", "")
-    kept["generate"] = {k: gen[k] for k in ("backend", "batch_size", "dtype")}
+    kept["generate"] = {k: gen[k] for k in ("backend", "batch_size", "dtype", "stop_loops")}
     kept["run"] = {k: run[k] for k in ("seed", "threads", "device")}
     return json.dumps(kept, sort_keys=True)
 
