@@ -202,7 +202,9 @@ def bare_decode(loaded, prompts: list[str], steps: int, device: str = "cpu") -> 
     enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
     cache = DynamicCache()
     mask = enc["attention_mask"]
-    out = model(input_ids=enc["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True)
+    out = model(
+        input_ids=enc["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1
+    )  # the last position's logits only: (rows, prompt, vocab) floats would not fit at batch 128
     gen = torch.Generator(device=device).manual_seed(0)
     nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float() / 0.8, -1), 1, generator=gen)
     synchronize(device)
