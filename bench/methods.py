@@ -34,11 +34,13 @@ generation backend, batch, dtype, loop stop, seed, threads and device) equal tho
 that already holds iteration 0 skips its own (`run.baseline_eval=false`) and reports that run's
 figure, naming it ("iteration 0 from").
 
-After each run, the reward it trained is scored (`--no-reward-accuracy` skips this): an implicit
-PRM by its first-error F1 against gold steps, beside the StepWiser judge's (the run's policy
-judging each step; `reasoner evaluate --steps`, 50 test problems x 4 samples; gold used to
-evaluate only), SPARK's self-judge by its accuracy on held-out verified
-pairs (`reasoner evaluate --model RUN --k 4 --reward spark`, 100 test problems).
+After each run, the reward it selected or ranked by is scored (`--no-reward-accuracy` skips
+this; `--table` shows the scores already made): a step-level reward by its first-error F1
+against gold steps on the last iteration's policy's samples (`reasoner evaluate --steps`, 50 test
+problems x 4 samples; gold used to evaluate only): an implicit PRM beside the StepWiser judge
+(the run's policy judging each step), the `code` labeller, MC estimation; SPARK's self-judge by
+its accuracy on held-out verified pairs (`reasoner evaluate --model RUN --k 4 --reward spark`,
+100 test problems).
 """
 
 from __future__ import annotations
@@ -110,7 +112,14 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 # problems at the start and after the last iteration only (configs/gsm8k.toml). Not in the
 # default set (about 5 hours on 2 cores) nor in the arith figures' best-recipe comparison.
 REAL: dict[str, tuple[str, list[str]]] = {"rft-code-gsm8k": ("gsm8k.toml", [])}
-STEP_REWARD = {"rft-implicit", "prime", "cream", "mutual"}  # an implicit PRM trained alongside
+# The reward each recipe selects or ranks by, scored against gold steps after its last iteration
+# (`reasoner evaluate --steps`, first-error F1): an implicit PRM trained alongside, beside the
+# StepWiser judge (the run's policy judging each step); the code labeller's sandbox; MC estimation
+STEP_REWARD: dict[str, list[str]] = {
+    **dict.fromkeys(("rft-implicit", "prime", "cream", "mutual"), ["implicit", "judge"]),
+    **dict.fromkeys(("rft-code", "rft-code-answer", "bstar"), ["code"]),
+    "rft-mc": ["mc"],
+}
 PAIR_REWARD = {"spark"}  # a solution-level judge: accuracy on verified pairs
 
 
@@ -121,17 +130,27 @@ def _cli(*args: str) -> dict | None:
     return json.loads(done.stdout)
 
 
-def reward_accuracy(name: str, run: Path, iterations: int) -> dict | None:
-    """The trained reward's accuracy after the last iteration (see the module docstring)."""
+def reward_accuracy(name: str, run: Path, iterations: int, compute: bool = True) -> dict | None:
+    """The trained reward's accuracy after the last iteration (see the module docstring), read
+    from RUN.steps-bench / RUN.spark-bench when an earlier call wrote it; ``compute=False`` only
+    reads."""
     if name in STEP_REWARD:
-        got = _cli("evaluate", "--steps", "--run", str(run), "--problems", "50", "--samples", "4",
-                   "--set", 'label.labellers=["implicit", "judge"]', "--out", str(run) + ".steps-bench")  # fmt: skip
+        labellers = STEP_REWARD[name]
+        out = Path(str(run) + ".steps-bench")
+        saved = out / "steps.json"
+        got = json.loads(saved.read_text()) if saved.exists() else None
+        if (got is None or set(labellers) - set(got["labellers"])) and compute:
+            got = _cli("evaluate", "--steps", "--run", str(run), "--problems", "50", "--samples", "4",
+                       "--set", f"label.labellers={json.dumps(labellers)}", "--out", str(out))  # fmt: skip
         if got is None:
             return None
-        return {f"{labeller}_first_error_f1": got["labellers"][labeller]["f1"] for labeller in ("implicit", "judge")}
+        return {f"{x}_first_error_f1": got["labellers"][x]["f1"] for x in labellers if x in got["labellers"]}
     if name in PAIR_REWARD:
-        got = _cli("evaluate", "--model", f"{run}@{iterations}", "--limit", "100", "--k", "4",
-                   "--reward", "spark", "--out", str(run) + ".spark-bench")  # fmt: skip
+        out = Path(str(run) + ".spark-bench")
+        got = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else None
+        if got is None and compute:
+            got = _cli("evaluate", "--model", f"{run}@{iterations}", "--limit", "100", "--k", "4",
+                       "--reward", "spark", "--out", str(out))  # fmt: skip
         return {"spark_pairwise_accuracy": got["best_of_4"]["pairwise_accuracy"]} if got else None
     return None
 
@@ -214,8 +233,8 @@ def collect(name: str, run: Path, iterations: int, score_reward: bool = True) ->
         if other is not None:
             rows.insert(0, {**_rows(run.parent / other)[0], "from": other})
             out["iteration_0_from"] = other
-    if score_reward and len(rows) == iterations + 1:
-        out["reward"] = reward_accuracy(name, run, iterations)
+    if len(rows) == iterations + 1:
+        out["reward"] = reward_accuracy(name, run, iterations, compute=score_reward)
     return out
 
 
