@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from reasoner import threads
 from reasoner.generation import LOOP_EVERY, Completion, Sampling, TextPrompts, finish_text, looping, register
+from reasoner.generation.kvcache import GrowingCache
 from reasoner.generation.prefix_store import PrefixStore
 from reasoner.logprobs import MIN_SHARED_PREFIX, common_prefix, sequence_logprobs
 from reasoner.models import cache_keyword
@@ -135,7 +135,7 @@ class HFBackend(TextPrompts):
         state.join(cache, mask, new)
         return torch.cat([logits_old, logits_new], dim=0)
 
-    def _prefill_rows(self, uniq: list[tuple[int, ...]], hits) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    def _prefill_rows(self, uniq: list[tuple[int, ...]], hits) -> tuple[GrowingCache, torch.Tensor, torch.Tensor]:
         """One forward over distinct prompts: (cache, mask (R, W), last logits (R, V)).
 
         A row's layout is [padding][cached prefix][padding][new tokens]; positions come from
@@ -151,7 +151,7 @@ class HFBackend(TextPrompts):
             mask[row, width_c + width - len(suffix) :] = 1
             mask[row, width_c - hits[row][0] : width_c] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        cache = DynamicCache()
+        cache = GrowingCache()
         if width_c:
             for layer_idx, (k, v) in enumerate(_stack_prefixes(hits, width_c)):
                 cache.update(k, v, layer_idx)
@@ -170,7 +170,7 @@ class HFBackend(TextPrompts):
 
     def _compute_prefix(self, prefix: list[int]) -> None:
         """Compute and store the keys and values of a prefix that many prompts share."""
-        cache = DynamicCache()
+        cache = GrowingCache()
         ids = torch.tensor([prefix], device=self.device)
         self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_keyword: cache})
         self.stats["prefill_tokens"] += len(prefix)
@@ -270,7 +270,7 @@ class _Batch:
 
     def __init__(self, device):
         self.device = device
-        self.cache: DynamicCache | None = None
+        self.cache: GrowingCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=device)
         self.positions = torch.zeros(0, dtype=torch.long, device=device)
         self.requests: list[_Request] = []
@@ -303,7 +303,7 @@ class _Batch:
             (layer.keys[row : row + 1, :, cols], layer.values[row : row + 1, :, cols]) for layer in self.cache.layers
         ]
 
-    def join(self, cache: DynamicCache, mask: torch.Tensor, requests: list[_Request]) -> None:
+    def join(self, cache: GrowingCache, mask: torch.Tensor, requests: list[_Request]) -> None:
         """Append prefilled rows; the shorter side is left-padded with masked zeros."""
         self.cache, self.mask = _stack_rows([(self.cache, self.mask), (cache, mask)])
         self.positions = torch.cat([self.positions, mask.sum(-1)])
@@ -344,13 +344,13 @@ def _length_groups(order: list[int], lengths: list[int], slack: float) -> list[l
     return groups
 
 
-def _stack_rows(parts: list[tuple[DynamicCache, torch.Tensor]]) -> tuple[DynamicCache, torch.Tensor]:
+def _stack_rows(parts: list[tuple[GrowingCache, torch.Tensor]]) -> tuple[GrowingCache, torch.Tensor]:
     """(cache, mask (R, W)) pairs as one, rows in order, shorter ones left-padded with masked
     zeros."""
     if len(parts) == 1:
         return parts[0]
     width = max(mask.shape[1] for _, mask in parts)
-    cache = DynamicCache()
+    cache = GrowingCache()
     for layer_idx in range(len(parts[0][0].layers)):
         keys = torch.cat([_left_pad(c.layers[layer_idx].keys, width) for c, _ in parts])
         values = torch.cat([_left_pad(c.layers[layer_idx].values, width) for c, _ in parts])
