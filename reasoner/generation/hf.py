@@ -4,7 +4,9 @@ Why not `model.generate`: at batch 32 most of its time goes to rows that already
 sit in the batch as padding (../shared/PLATFORM.md: 55 tok/s vs 128 tok/s with every row busy).
 Here a finished row leaves the KV cache at once and, when enough rows are free, new prompts are
 prefilled together and joined to the running batch (left-padded to a common length), so every
-decode step works on live rows only. Columns that every row masks out are trimmed away.
+decode step works on live rows only. Columns that every row masks out are trimmed away. The
+cache grows in place (`kvcache.GrowingCache`): a step writes its keys and values into spare
+columns rather than copying the whole cache (1.37x on 4-shot GSM8K prompts, bench/kvcache.py).
 
 Sampling draws one uniform number per row from that request's own generator and inverts the
 CDF, so a request's sample does not depend on its batch neighbours (up to float rounding of
