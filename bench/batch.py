@@ -39,6 +39,18 @@ from reasoner.session import Session  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def workload(config: str, overrides: list[str], problems: int):
+    """(config, its hf backend, the rendered prompts of its first ``problems`` training
+    problems), threads set as the config says: what the generate phase would sample from."""
+    conf = configfile.load(Path(config), overrides, warn=False)
+    threads.configure(conf.run.threads)
+    s = Session(RunDir(tempfile.mkdtemp(prefix="bench-")), conf)
+    backend = s.backend(conf.model.policy)
+    assert isinstance(backend, HFBackend), "the hf backend only"
+    chosen = s.pack.problems("train", problems, conf.run.seed)
+    return conf, backend, check_prompts(s, chosen, backend.tokenizer)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "gsm8k.toml"))
@@ -49,14 +61,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=0, help="0: the config's generate.max_new_tokens")
     ap.add_argument("--bare-steps", type=int, default=48)
     args = ap.parse_args()
-    conf = configfile.load(Path(args.config), args.overrides, warn=False)
-    threads.configure(conf.run.threads)
+    conf, backend, prompts = workload(args.config, args.overrides, args.problems)
     gen = conf.generate
-    s = Session(RunDir(tempfile.mkdtemp(prefix="bench-batch-")), conf)
-    backend = s.backend(conf.model.policy)
-    assert isinstance(backend, HFBackend), "the hf backend only"
-    problems = s.pack.problems("train", args.problems, conf.run.seed)
-    prompts = check_prompts(s, problems, backend.tokenizer)
     asked = [p for p in prompts for _ in range(args.samples)]
     new_tokens = args.new_tokens or gen.max_new_tokens
     lengths = [len(backend.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]

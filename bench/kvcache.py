@@ -11,19 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 from transformers import DynamicCache
 
-from reasoner import configfile, threads
-from reasoner.generation import Sampling, hf
-from reasoner.generation.kvcache import GrowingCache
-from reasoner.generation.prefix_store import PrefixStore
-from reasoner.phases import check_prompts
-from reasoner.run import RunDir
-from reasoner.session import Session
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from batch import workload  # noqa: E402
+
+from reasoner.generation import Sampling, hf  # noqa: E402
+from reasoner.generation.kvcache import GrowingCache  # noqa: E402
+from reasoner.generation.prefix_store import PrefixStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,13 +37,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=0, help="0: the config's generate.max_new_tokens")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    conf = configfile.load(Path(args.config), args.overrides, warn=False)
-    threads.configure(conf.run.threads)
+    conf, backend, prompts = workload(args.config, args.overrides, args.problems)
     gen = conf.generate
-    s = Session(RunDir(tempfile.mkdtemp(prefix="bench-kv-")), conf)
-    backend = s.backend(conf.model.policy)
-    problems = s.pack.problems("train", args.problems, conf.run.seed)
-    asked = [p for p in check_prompts(s, problems, backend.tokenizer) for _ in range(args.samples)]
+    asked = [p for p in prompts for _ in range(args.samples)]
     sampling = Sampling(
         temperature=gen.temperature,
         top_p=gen.top_p,
