@@ -211,101 +211,38 @@ def _phase(
         _json(metrics)
 
 
-@app.command()
-def generate(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
-) -> None:
-    """Sample solutions to the iteration's training problems (writes rollouts.jsonl)."""
-    _phase("generate", run, config, set_, iteration, redo)
+# one command per phase, each reading the previous phase's files; the help line of each
+PHASE_HELP = {
+    "generate": "Sample solutions to the iteration's training problems (writes rollouts.jsonl).",
+    "verify": "Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl).",
+    "label": "Give every step of every rollout a process reward from each labeller (writes labels.jsonl).",
+    "train": "Train the policy on verified rollouts (writes policy/, resumes from train_state/).",
+    "reward": "Update the implicit PRM on the labelled rollouts' outcomes (writes reward/).",
+    "judge": "Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/).",
+    "prime": "PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/).",
+    "mstep": "Mutual-Taught's M-step: the reward model on before/after pairs (recipe mutual; writes reward/).",
+    "balance": "B-STaR: choose the next iteration's temperature and reward threshold (writes balance.json).",
+}
 
 
-@app.command()
-def verify(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
-) -> None:
-    """Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl)."""
-    _phase("verify", run, config, set_, iteration, redo)
+def _phase_command(name: str):
+    def command(
+        run: RunOpt,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        iteration: IterOpt = None,
+        redo: RedoOpt = False,
+        launched_by: LaunchedOpt = None,
+    ) -> None:
+        _phase(name, run, config, set_, iteration, redo, launched_by)
+
+    command.__name__ = name
+    command.__doc__ = PHASE_HELP[name]
+    return command
 
 
-@app.command()
-def label(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
-) -> None:
-    """Give every step of every rollout a process reward from each labeller (writes labels.jsonl)."""
-    _phase("label", run, config, set_, iteration, redo)
-
-
-@app.command()
-def train(
-    run: RunOpt,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    iteration: IterOpt = None,
-    redo: RedoOpt = False,
-    launched_by: LaunchedOpt = None,
-) -> None:
-    """Train the policy on verified rollouts (writes policy/, resumes from train_state/)."""
-    _phase("train", run, config, set_, iteration, redo, launched_by)
-
-
-@app.command()
-def reward(
-    run: RunOpt,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    iteration: IterOpt = None,
-    redo: RedoOpt = False,
-    launched_by: LaunchedOpt = None,
-) -> None:
-    """Update the implicit PRM on the labelled rollouts' outcomes (writes reward/)."""
-    _phase("reward", run, config, set_, iteration, redo, launched_by)
-
-
-@app.command()
-def judge(
-    run: RunOpt,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    iteration: IterOpt = None,
-    redo: RedoOpt = False,
-    launched_by: LaunchedOpt = None,
-) -> None:
-    """Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/)."""
-    _phase("judge", run, config, set_, iteration, redo, launched_by)
-
-
-@app.command()
-def prime(
-    run: RunOpt,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    iteration: IterOpt = None,
-    redo: RedoOpt = False,
-    launched_by: LaunchedOpt = None,
-) -> None:
-    """PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/)."""
-    _phase("prime", run, config, set_, iteration, redo, launched_by)
-
-
-@app.command()
-def mstep(
-    run: RunOpt,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    iteration: IterOpt = None,
-    redo: RedoOpt = False,
-    launched_by: LaunchedOpt = None,
-) -> None:
-    """Mutual-Taught's M-step: the reward model on before/after pairs (recipe mutual; writes reward/)."""
-    _phase("mstep", run, config, set_, iteration, redo, launched_by)
-
-
-@app.command()
-def balance(
-    run: RunOpt, config: ConfigOpt = None, set_: SetOpt = None, iteration: IterOpt = None, redo: RedoOpt = False
-) -> None:
-    """B-STaR: choose the next iteration's temperature and reward threshold (writes balance.json)."""
-    _phase("balance", run, config, set_, iteration, redo)
+for _name in PHASE_HELP:
+    app.command(_name)(_phase_command(_name))
 
 
 @app.command()
