@@ -162,3 +162,45 @@ def test_mc_samples_a_shared_prefix_once():
     # prefixes: "9 - 3 = 6" (shared), "...6 + 2 = 8", "...6 + 3 = 9" -> 3 distinct x 4 samples
     assert len(seen) == 12 and len(set(seen)) == 3
     assert la.labels[0] == lb.labels[0] == 0.5
+
+
+def test_good_probability_by_hand():
+    from reasoner.rewards.selfjudge import good_probability
+
+    # exp(-1) / (exp(-1) + exp(-2)) = 1 / (1 + e^-1) = 0.731059
+    assert good_probability(-1.0, -2.0) == pytest.approx(0.7310586, abs=1e-7)
+    assert good_probability(-2.0, -1.0) == pytest.approx(0.2689414, abs=1e-7)
+    assert good_probability(-3.0, -3.0) == 0.5
+    assert good_probability(0.0, -2000.0) == 1.0 and good_probability(-2000.0, 0.0) == 0.0  # no overflow
+
+
+def test_spark_self_judge_scores_the_verdicts_likelihood():
+    """The labeller `spark` teacher-forces both verdicts after the pointwise prompt: each
+    solution's score is P(GOOD) against P(BAD), so solutions the model would all call BAD
+    greedily are still ordered."""
+    from reasoner.training.objectives.spark import BAD, GOOD
+
+    class Verdicts(ScriptedBackend):  # no chat template: plain turns
+        calls: list[tuple[str, str]] = []
+
+        def score(self, prompts, continuations):
+            out = []
+            for p, c in zip(prompts, continuations, strict=True):
+                self.calls.append((p, c))
+                right = "6 + 2 = 8" in p
+                # log-probs per token: BAD is always likelier; less so for the right solution
+                out.append([-1.0, -1.5] if c == GOOD else [-0.5, -0.5 if right else -0.1])
+            return out
+
+    steps = (["9 - 3 = 6", "6 + 2 = 8", "The answer is 8."], ["9 - 3 = 5", "5 + 2 = 7", "The answer is 7."])
+    good = Trajectory("g", "p", "PROMPT\n", steps[0], "\n".join(steps[0]), correct=True)
+    bad = Trajectory("b", "p", "PROMPT\n", steps[1], "\n".join(steps[1]), correct=False)
+    ctx = _ctx()
+    ctx.backend_for = lambda spec: Verdicts()
+    labels = get_labeller("spark").label([good, bad], ctx)
+    # good: g = -2.5, b = -1.0 -> 1 / (1 + e^1.5) = 0.182426; bad: b = -0.6 -> 1 / (1 + e^1.9) = 0.130108
+    assert labels[0].labels == pytest.approx([0.182426] * 3, abs=1e-6)
+    assert labels[1].labels == pytest.approx([0.130108] * 3, abs=1e-6)
+    assert labels[0].meta["solution"] == labels[0].labels[0]
+    assert {c for _, c in Verdicts.calls} == {GOOD, BAD} and len(Verdicts.calls) == 4
+    assert all("9 - 3 = 6\n6 + 2 = 8" in p or "9 - 3 = 5\n5 + 2 = 7" in p for p, _ in Verdicts.calls)

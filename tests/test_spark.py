@@ -58,6 +58,10 @@ def test_spark_trains_on_main_and_auxiliary_examples_and_judges_itself(tmp_path)
     labels = [json.loads(x) for x in (run / "iter_0001" / "labels.jsonl").read_text().splitlines()]
     assert {lab["labeller"] for lab in labels} == {"spark"}
     assert all(len(set(lab["labels"])) <= 1 and lab["labels"][0] == lab["meta"]["solution"] for lab in labels)
+    # each solution's P(GOOD): strictly between 0 and 1, and different texts score differently
+    text = {t["id"]: t["text"] for t in rollouts}
+    scores = {text[lab["trajectory_id"]]: lab["meta"]["solution"] for lab in labels}
+    assert all(0.0 < x < 1.0 for x in scores.values()) and len(set(scores.values())) == len(scores) > 1
     # the trained policy ranks its own samples at test time
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {i} plus 1?", "answer": i + 1}) + "\n" for i in range(3)))

@@ -2,28 +2,46 @@
 
 The model that wrote the solutions (the iteration's policy, or in `reasoner evaluate --reward
 spark` the evaluated model) is asked SPARK's pointwise question about each whole solution, the
-question its auxiliary tasks train it on (`reasoner.training.objectives.spark`), and ends with
-"Verdict: GOOD" or "Verdict: BAD". The solution's score, the mean verdict over
-``label.judge_samples`` answers (none found counts 0.5), is given to each of its steps, so that
-min, last and sum rank solutions alike. There is no separate reward model to train.
+question its auxiliary tasks train it on (`reasoner.training.objectives.spark`), whose answer is
+"Verdict: GOOD" or "Verdict: BAD". The solution's score is the model's probability of the first
+against the second, both read by teacher forcing (a generative verifier's P(Yes), as GenRM scores
+one: Zhang et al., arXiv 2408.15240), and is given to each of its steps, so that min, last and sum
+rank solutions alike. A greedy verdict would tie every solution the model calls BAD, and a judge
+trained where most samples are wrong calls nearly all of them BAD; the probability still orders
+them. There is no separate reward model to train.
 """
 
 from __future__ import annotations
 
+import math
+
 from reasoner.records import StepLabels, Trajectory
 from reasoner.rewards import LabelContext, register
-from reasoner.rewards.judge import sample_verdicts
 
 
-def self_scores(trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
+def good_probability(logp_good: float, logp_bad: float) -> float:
+    """exp(g) / (exp(g) + exp(b)) for the log-probabilities g, b of the two verdicts: the verdict
+    distribution restricted to GOOD and BAD, computed as a sigmoid of g - b (no overflow)."""
+    d = logp_good - logp_bad
+    if d >= 0:
+        return 1.0 / (1.0 + math.exp(-d))
+    e = math.exp(d)
+    return e / (1.0 + e)
+
+
+def self_scores(trajectories: list[Trajectory], ctx: LabelContext) -> list[float]:
     from reasoner.tasks import render
-    from reasoner.training.objectives.spark import pointwise_messages
+    from reasoner.training.objectives.spark import BAD, GOOD, pointwise_messages
 
     backend = ctx.backend_for(ctx.policy)
     prompts = [
         render(pointwise_messages(ctx.problems[t.problem_id].question, t.text), backend.tokenizer) for t in trajectories
     ]
-    return sample_verdicts(backend, prompts, ctx.settings.judge_samples, ctx, seed)[1]
+    if not prompts:
+        return []
+    good = backend.score(prompts, [GOOD] * len(prompts))
+    bad = backend.score(prompts, [BAD] * len(prompts))
+    return [good_probability(sum(g), sum(b)) for g, b in zip(good, bad, strict=True)]
 
 
 @register("spark")
@@ -35,10 +53,10 @@ class SelfJudgeLabeller:
     variants: dict[str, tuple[str, float]] = {}
 
     def search_scores(self, trajectories: list[Trajectory], ctx: LabelContext, seed: int) -> list[float]:
-        return self_scores(trajectories, ctx, seed)
+        return self_scores(trajectories, ctx)
 
     def label(self, trajectories: list[Trajectory], ctx: LabelContext) -> list[StepLabels]:
-        scores = self_scores(trajectories, ctx, ctx.seed)
+        scores = self_scores(trajectories, ctx)
         return [
             StepLabels(t.id, self.name, [s] * len(t.steps), meta={"solution": s})
             for t, s in zip(trajectories, scores, strict=True)

@@ -27,6 +27,7 @@ from reasoner.training.objectives.data import RolloutData
 from reasoner.training.objectives.rft import RFT, SFTExample, select
 
 TASKS = ("pointwise", "pairwise", "reflection")
+GOOD, BAD = "Verdict: GOOD", "Verdict: BAD"  # the pointwise targets, which the labeller `spark` scores
 POINTWISE = "You check a solution to a math problem. End with 'Verdict: GOOD' if it is correct or 'Verdict: BAD'."
 PAIRWISE = "Two solutions to a math problem follow; exactly one is correct. End with 'Answer: A' or 'Answer: B'."
 REFLECTION = "This solution to a math problem is wrong. Write a corrected solution."
@@ -49,7 +50,7 @@ def pairwise_messages(question: str, a: str, b: str) -> list[dict[str, str]]:
 def reflection_messages(question: str, wrong: str) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": REFLECTION},
-        {"role": "user", "content": f"Problem: {question}\n\nWrong solution:\n{wrong}\n\nVerdict: BAD"},
+        {"role": "user", "content": f"Problem: {question}\n\nWrong solution:\n{wrong}\n\n{BAD}"},
     ]
 
 
@@ -79,8 +80,7 @@ def auxiliary_tasks(
     pools: dict[str, list[tuple[list[dict[str, str]], str]]] = {}
     singles = [t for pid in sorted(good) for t in good[pid]] + [t for pid in sorted(bad) for t in bad[pid]]
     pools["pointwise"] = [
-        (pointwise_messages(questions[t.problem_id], t.text), "Verdict: GOOD" if t.correct else "Verdict: BAD")
-        for t in singles
+        (pointwise_messages(questions[t.problem_id], t.text), GOOD if t.correct else BAD) for t in singles
     ]
     pools["pairwise"] = []
     pools["reflection"] = []
