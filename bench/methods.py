@@ -37,8 +37,9 @@ figure, naming it ("iteration 0 from").
 After each run, the reward it selected or ranked by is scored (`--no-reward-accuracy` skips
 this; `--table` shows the scores already made): a step-level reward by its first-error F1
 against gold steps on the last iteration's policy's samples (`reasoner evaluate --steps`, 50 test
-problems x 4 samples; gold used to evaluate only): an implicit PRM beside the StepWiser judge
-(the run's policy judging each step), the `code` labeller, MC estimation; SPARK's self-judge by
+problems x 4 samples; gold used to evaluate only): an implicit PRM (for PRIME and rft-implicit
+beside the StepWiser judge, the run's policy judging each step), the `code` labeller, MC
+estimation; SPARK's self-judge by
 its accuracy on held-out verified pairs (`reasoner evaluate --model RUN --k 4 --reward spark`,
 100 test problems).
 """
@@ -113,10 +114,13 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 # default set (about 5 hours on 2 cores) nor in the arith figures' best-recipe comparison.
 REAL: dict[str, tuple[str, list[str]]] = {"rft-code-gsm8k": ("gsm8k.toml", [])}
 # The reward each recipe selects or ranks by, scored against gold steps after its last iteration
-# (`reasoner evaluate --steps`, first-error F1): an implicit PRM trained alongside, beside the
-# StepWiser judge (the run's policy judging each step); the code labeller's sandbox; MC estimation
+# (`reasoner evaluate --steps`, first-error F1): an implicit PRM trained alongside (beside the
+# StepWiser judge, the run's policy judging each step, for PRIME and rft-implicit as issue 14 asks;
+# the judge's 4 x 48-token verdicts a step take about 20 minutes here); the code labeller's
+# sandbox; MC estimation
 STEP_REWARD: dict[str, list[str]] = {
-    **dict.fromkeys(("rft-implicit", "prime", "cream", "mutual"), ["implicit", "judge"]),
+    **dict.fromkeys(("rft-implicit", "prime"), ["implicit", "judge"]),
+    **dict.fromkeys(("cream", "mutual"), ["implicit"]),
     **dict.fromkeys(("rft-code", "rft-code-answer", "bstar"), ["code"]),
     "rft-mc": ["mc"],
 }
