@@ -25,8 +25,10 @@ def test_auxiliary_tasks_follow_the_verifier():
     questions = {"p": "What is 2 + 2?", "q": "What is 1 + 1?"}
     tasks = auxiliary_tasks(ts, questions, ["pointwise", "pairwise", "reflection"], 10, seed=0)
     kinds = [k for k, _, _ in tasks]
-    # 3 distinct samples to judge, 1 (correct, wrong) pair, 1 wrong solution to correct; in turn
-    assert kinds == ["pointwise", "pairwise", "reflection", "pointwise", "pointwise"]
+    # 2 correct and 1 wrong distinct sample: 1 of each to judge (balanced); 1 (correct, wrong) pair;
+    # 1 wrong solution to correct; in turn
+    assert kinds == ["pointwise", "pairwise", "reflection", "pointwise"]
+    assert sorted(t for k, _, t in tasks if k == "pointwise") == ["Verdict: BAD", "Verdict: GOOD"]
     for kind, messages, target in tasks:
         shown = messages[-1]["content"]
         if kind == "pointwise":
@@ -37,9 +39,18 @@ def test_auxiliary_tasks_follow_the_verifier():
         else:
             assert "Wrong solution:\n2 + 2 = 5" in shown and target == "2 + 2 = 4"
     assert len(auxiliary_tasks(ts, questions, ["pairwise"], 10, seed=0)) == 1  # no more pairs to draw
-    assert auxiliary_tasks(ts, questions, ["pointwise"], 2, seed=0) != auxiliary_tasks(
-        ts, questions, ["pointwise"], 2, seed=5
-    )
+    # more wrong samples than right ones: every right one is judged, as many wrong ones at random
+    many = [*ts, *(_t(f"r/{i}", "r", f"3 + 3 = {i}", False) for i in range(7, 15))]
+    questions["r"] = "What is 3 + 3?"
+    drawn = [auxiliary_tasks(many, questions, ["pointwise"], 10, seed=s) for s in (0, 5)]
+    for tasks in drawn:
+        targets = [t for _, _, t in tasks]
+        assert len(tasks) == 4 and targets.count("Verdict: GOOD") == targets.count("Verdict: BAD") == 2
+        assert {m[-1]["content"].split("Solution:\n")[1] for _, m, t in tasks if t == "Verdict: GOOD"} == {
+            "2 + 2 = 4",
+            "1 + 1 = 2",
+        }
+    assert drawn[0] != drawn[1]  # the seed draws the wrong ones and the order
     with pytest.raises(ValueError, match="pointwise, pairwise, reflection"):
         auxiliary_tasks(ts, questions, ["critique"], 1, seed=0)
 

@@ -3,7 +3,7 @@
 policy as a generative reward model, mixed into its supervised batch.
 
 - ``pointwise``: a problem and one solution; the target is "Verdict: GOOD" or "Verdict: BAD" as
-  the verifier judged it.
+  the verifier judged it, with as many of each (correct and wrong samples drawn in equal numbers).
 - ``pairwise``: a problem and two solutions of it, one verified correct and one not, in a seeded
   order; the target names the correct one ("Answer: A" or "Answer: B").
 - ``reflection``: a problem, a wrong solution and the judgement that it is wrong; the target is a
@@ -78,7 +78,13 @@ def auxiliary_tasks(
         (good if t.correct else bad).setdefault(t.problem_id, []).append(t)
     both = sorted(set(good) & set(bad))
     pools: dict[str, list[tuple[list[dict[str, str]], str]]] = {}
-    singles = [t for pid in sorted(good) for t in good[pid]] + [t for pid in sorted(bad) for t in bad[pid]]
+    # as many GOOD as BAD targets, each side drawn at random: with the verifier's mix (92% BAD at
+    # the embedded model's first iteration) the judge learned the prior and called every sample BAD
+    right = [t for pid in sorted(good) for t in good[pid]]
+    wrong = [t for pid in sorted(bad) for t in bad[pid]]
+    rng.shuffle(right)
+    rng.shuffle(wrong)
+    singles = [t for pair in zip(right, wrong, strict=False) for t in pair]  # the longer side's rest: unused
     pools["pointwise"] = [
         (pointwise_messages(questions[t.problem_id], t.text), GOOD if t.correct else BAD) for t in singles
     ]
