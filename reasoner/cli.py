@@ -17,7 +17,7 @@ import typer
 from rich.text import Text
 
 from reasoner import config as cfg
-from reasoner import grading, loop, ranks, report
+from reasoner import grading, loop, ranks, recipes, report
 from reasoner.console import console, out
 from reasoner.errors import UserError
 from reasoner.run import RunDir, list_runs, run_path
@@ -211,21 +211,7 @@ def _phase(
         _json(metrics)
 
 
-# one command per phase, each reading the previous phase's files; the help line of each
-PHASE_HELP = {
-    "generate": "Sample solutions to the iteration's training problems (writes rollouts.jsonl).",
-    "verify": "Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl).",
-    "label": "Give every step of every rollout a process reward from each labeller (writes labels.jsonl).",
-    "train": "Train the policy on verified rollouts (writes policy/, resumes from train_state/).",
-    "reward": "Update the implicit PRM on the labelled rollouts' outcomes (writes reward/).",
-    "judge": "Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/).",
-    "prime": "PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/).",
-    "mstep": "Mutual-Taught's M-step: the reward model on before/after pairs (recipe mutual; writes reward/).",
-    "balance": "B-STaR: choose the next iteration's temperature and reward threshold (writes balance.json).",
-}
-
-
-def _phase_command(name: str):
+def _phase_command(phase: recipes.Phase):
     def command(
         run: RunOpt,
         config: ConfigOpt = None,
@@ -234,15 +220,17 @@ def _phase_command(name: str):
         redo: RedoOpt = False,
         launched_by: LaunchedOpt = None,
     ) -> None:
-        _phase(name, run, config, set_, iteration, redo, launched_by)
+        _phase(phase.name, run, config, set_, iteration, redo, launched_by)
 
-    command.__name__ = name
-    command.__doc__ = PHASE_HELP[name]
+    command.__name__ = phase.name
+    command.__doc__ = phase.help
     return command
 
 
-for _name in PHASE_HELP:
-    app.command(_name)(_phase_command(_name))
+# one command per phase, each reading the previous phase's files (evaluate has its own: --steps, --model)
+for _phase_def in recipes.PHASES.values():
+    if _phase_def.name != "evaluate":
+        app.command(_phase_def.name)(_phase_command(_phase_def))
 
 
 @app.command()

@@ -34,7 +34,8 @@ class Phase:
     """A phase: its function; the artefacts it reads and writes under ``iter_k/`` (``@k-1``: of
     the iteration before; ``role@k-1``: a model resolved by `reasoner.roles`); its partial state,
     which a redo removes so the phase starts over; whether it marks itself running at its own
-    resume point (training does); and the role whose model it trains."""
+    resume point (training does); the role whose model it trains; and the help line of its
+    command (`reasoner PHASE`)."""
 
     name: str
     run: PhaseFn
@@ -43,6 +44,7 @@ class Phase:
     scratch: tuple[str, ...] = ()
     resumes_itself: bool = False
     produces: tuple[str, ...] = ()
+    help: str = ""
 
 
 PHASES: dict[str, Phase] = {
@@ -54,13 +56,21 @@ PHASES: dict[str, Phase] = {
             reads=("policy@k-1", "reward@k-1", "judge@k-1"),
             writes=("problems.jsonl", "rollouts.jsonl", "trees.jsonl", "pairs.jsonl"),
             scratch=("rollouts.parts", "trees.parts", "pairs.parts"),
+            help="Sample solutions to the iteration's training problems (writes rollouts.jsonl).",
         ),
-        Phase("verify", phases.verify, reads=("problems.jsonl", "rollouts.jsonl"), writes=("rollouts.jsonl",)),
+        Phase(
+            "verify",
+            phases.verify,
+            reads=("problems.jsonl", "rollouts.jsonl"),
+            writes=("rollouts.jsonl",),
+            help="Check the rollouts' final answers and the pack's gold steps (rewrites rollouts.jsonl).",
+        ),
         Phase(
             "label",
             phases.label,
             reads=("problems.jsonl", "rollouts.jsonl", "policy@k-1", "reward@k-1", "judge@k-1"),
             writes=("labels.jsonl", "rollouts.jsonl"),
+            help="Give every step of every rollout a process reward from each labeller (writes labels.jsonl).",
         ),
         Phase(
             "train",
@@ -70,6 +80,7 @@ PHASES: dict[str, Phase] = {
             scratch=("train_state",),
             resumes_itself=True,
             produces=("policy",),
+            help="Train the policy on verified rollouts (writes policy/, resumes from train_state/).",
         ),
         Phase(
             "reward",
@@ -79,6 +90,7 @@ PHASES: dict[str, Phase] = {
             scratch=("train_state_reward",),
             resumes_itself=True,
             produces=("reward",),
+            help="Update the implicit PRM on the labelled rollouts' outcomes (writes reward/).",
         ),
         Phase(
             "judge",
@@ -88,6 +100,7 @@ PHASES: dict[str, Phase] = {
             scratch=("train_state_judge",),
             resumes_itself=True,
             produces=("judge",),
+            help="Train the stepwise judge by RL against Monte-Carlo step targets (writes judge/).",
         ),
         Phase(
             "prime",
@@ -97,6 +110,7 @@ PHASES: dict[str, Phase] = {
             scratch=("train_state_prime",),
             resumes_itself=True,
             produces=("policy", "reward"),
+            help="PRIME RL: train the policy and the implicit PRM together (recipe prime; writes policy/, reward/).",
         ),
         Phase(
             "mstep",
@@ -106,9 +120,22 @@ PHASES: dict[str, Phase] = {
             scratch=("after.jsonl", "train_state_mstep"),
             resumes_itself=True,
             produces=("reward",),
+            help="Mutual-Taught's M-step: the reward model on before/after pairs (recipe mutual; writes reward/).",
         ),
-        Phase("evaluate", phases.evaluate, reads=("policy@k",), writes=("eval.json", "eval_samples.jsonl")),
-        Phase("balance", phases.balance, reads=("policy@k", "reward@k", "judge@k"), writes=("balance.json",)),
+        Phase(
+            "evaluate",
+            phases.evaluate,
+            reads=("policy@k",),
+            writes=("eval.json", "eval_samples.jsonl"),
+            help="Score the iteration's policy on the held-out split (writes eval.json).",
+        ),
+        Phase(
+            "balance",
+            phases.balance,
+            reads=("policy@k", "reward@k", "judge@k"),
+            writes=("balance.json",),
+            help="B-STaR: choose the next iteration's temperature and reward threshold (writes balance.json).",
+        ),
     )
 }
 
