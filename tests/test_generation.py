@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from reasoner.generation import Sampling
-from reasoner.generation.hf import HFBackend, _length_groups, _sample
+from reasoner.generation.hf import HFBackend, _length_groups, _sample, score_chunks
 from reasoner.logprobs import common_prefix
 
 PREFIX = "You are a careful solver. Answer briefly and end with the answer. "
@@ -40,6 +40,41 @@ def test_logprobs_equal_score(tiny):
     )
     for out, lp in zip(outs, scored, strict=True):
         assert torch.allclose(torch.tensor(out.logprobs), torch.tensor(lp), atol=1e-4)
+
+
+def test_score_chunks_put_the_pairs_of_one_prompt_together():
+    long_a, long_b, short = [1] * 16, [2] * 20, [3] * 4
+    pairs = [(long_a, [5]), (short, [6, 7]), (long_b, [8]), (long_a, [9, 9]), (short, [6]), (long_a, [4])]
+    # long_a's three pairs in chunks of 2 (shortest continuation first); long_b has one pair, and
+    # short's prompt is below MIN_SHARED_PREFIX: those three sorted by length
+    assert score_chunks(pairs, 2) == [[0, 5], [3], [4, 1], [2]]
+    assert sorted(i for c in score_chunks(pairs, 8) for i in c) == list(range(6))
+
+
+def test_pairs_sharing_a_prompt_run_it_once_and_score_as_alone(tiny):
+    """Eight continuations of each of two prompts: the prompt's positions go through the decoder
+    once per chunk, not once per pair, and every log-probability is the one of the pair scored
+    alone (up to rounding)."""
+    backend = HFBackend(tiny.model, tiny.tokenizer)
+    tok = tiny.tokenizer
+    prompts = [tok(PREFIX + f"Q{i}: add the numbers", add_special_tokens=False)["input_ids"] for i in range(2)]
+    gen = torch.Generator().manual_seed(0)
+    vocab = tiny.model.config.vocab_size
+    pairs = [(p, torch.randint(3, vocab, (n,), generator=gen).tolist()) for p in prompts for n in range(3, 11)]
+    positions = []
+    hook = tiny.model.get_input_embeddings().register_forward_hook(lambda m, a, out: positions.append(a[0].numel()))
+    try:
+        together = backend.score_ids(pairs, batch_size=8)
+        computed = sum(positions)
+        alone = [backend.score_ids([pair])[0] for pair in pairs]
+    finally:
+        hook.remove()
+    # each chunk: the prompt once (the common prefix of its rows, at least the prompt) and each
+    # row's continuation, right-padded to the longest (10)
+    assert computed <= sum(len(p) + 8 * 10 for p in prompts)
+    assert computed < sum(len(p) + len(c) for p, c in pairs) / 2
+    for a, b in zip(together, alone, strict=True):
+        assert len(a) == len(b) and torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-4)
 
 
 def test_samples_depend_on_seed_not_on_batching(tiny):

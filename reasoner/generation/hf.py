@@ -240,17 +240,39 @@ class HFBackend(TextPrompts):
 
     @torch.inference_mode()
     def score_ids(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8):
-
+        """As `score`, from (prompt ids, continuation ids); pairs that share a prompt are scored
+        together, so that its forward runs once (`score_chunks`)."""
         out: list[list[float]] = [[] for _ in pairs]
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in score_chunks(pairs, batch_size):
             seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
             starts = [len(pairs[i][0]) for i in chunk]
             token_lp = sequence_logprobs(self.model, seqs, starts, self.pad_id, self.device)
             for i, lp, s, seq in zip(chunk, token_lp, starts, seqs, strict=True):
                 out[i] = lp[s - 1 : len(seq) - 1].tolist()
         return out
+
+
+def score_chunks(pairs: list[tuple[list[int], list[int]]], batch_size: int) -> list[list[int]]:
+    """Indices of ``pairs`` in the forwards that score them: the pairs of one prompt (of at least
+    `MIN_SHARED_PREFIX` tokens) in chunks of their own, where `sequence_logprobs` runs the prompt
+    once for all of them (an iteration's samples of one problem, a judge's two verdicts after one
+    solution); every other pair sorted by length, ``batch_size`` a chunk, as padding is least.
+
+    >>> score_chunks([([1] * 16, [2]), ([3], [4, 5]), ([1] * 16, [6, 7]), ([8], [9])], 8)
+    [[0, 2], [3, 1]]
+    """
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, (prompt, _) in enumerate(pairs):
+        by_prompt.setdefault(tuple(prompt), []).append(i)
+    chunks, rest = [], []
+    for prompt, rows in by_prompt.items():
+        if len(rows) > 1 and len(prompt) >= MIN_SHARED_PREFIX:
+            rows.sort(key=lambda i: len(pairs[i][1]))
+            chunks += [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+        else:
+            rest += rows
+    rest.sort(key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    return chunks + [rest[s : s + batch_size] for s in range(0, len(rest), batch_size)]
 
 
 class _Request:

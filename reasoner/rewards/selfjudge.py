@@ -39,9 +39,9 @@ def self_scores(trajectories: list[Trajectory], ctx: LabelContext) -> list[float
     ]
     if not prompts:
         return []
-    good = backend.score(prompts, [GOOD] * len(prompts))
-    bad = backend.score(prompts, [BAD] * len(prompts))
-    return [good_probability(sum(g), sum(b)) for g, b in zip(good, bad, strict=True)]
+    # one call for both verdicts, so that a backend can run each prompt once for the two
+    scored = backend.score([p for p in prompts for _ in (GOOD, BAD)], [GOOD, BAD] * len(prompts))
+    return [good_probability(sum(scored[2 * i]), sum(scored[2 * i + 1])) for i in range(len(prompts))]
 
 
 @register("spark")
