@@ -64,3 +64,29 @@ def test_backend_greedy_past_the_spare_columns_matches_model_generate(tiny):
         ids = tiny.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         ref = tiny.model.generate(**ids, max_new_tokens=GROW + 20, do_sample=False, pad_token_id=0, eos_token_id=None)
         assert out.token_ids == ref[0, ids["input_ids"].shape[1] :].tolist()
+
+
+def test_keep_drops_rows_with_one_copy_at_most_and_never_writes_a_handed_tensor():
+    torch.manual_seed(1)
+    layer = GrowingCache()
+    first = torch.randn(4, 2, 3, 5)
+    layer.update(first.clone(), -first.clone(), 0)
+    layer = layer.layers[0]
+    layer.update(torch.randn(4, 2, 1, 5), torch.randn(4, 2, 1, 5))  # grows: buffers of its own
+    before_k, before_v, ptr = layer.keys.clone(), layer.values.clone(), layer._k.data_ptr()
+    layer.keep([1, 3])  # in place: row 1 -> 0, row 3 -> 1, spare columns kept
+    assert layer._k.data_ptr() == ptr and layer.get_seq_length() == 4
+    assert torch.equal(layer.keys, before_k[[1, 3]]) and torch.equal(layer.values, before_v[[1, 3]])
+    step = torch.randn(2, 2, 1, 5)
+    layer.update(step, step)  # into the spare column: no new buffer
+    assert layer._k.data_ptr() == ptr and torch.equal(layer.keys[..., -1:, :], step)
+    # leading columns trimmed: one copy into a new buffer with spare columns
+    layer.keep([1], first=2)
+    assert layer._k.data_ptr() != ptr and layer._k.shape[-2] == 3 + GROW
+    assert torch.equal(layer.keys, torch.cat([before_k[[3]], step[[1]]], dim=2)[..., 2:, :])
+    # a tensor handed in is never written: keep copies it out
+    handed = torch.randn(3, 2, 4, 5)
+    kept = handed.clone()
+    layer.keys, layer.values = handed, handed
+    layer.keep([0, 2])
+    assert torch.equal(handed, kept) and torch.equal(layer.keys, kept[[0, 2]]) and layer._k.shape[-2] == 4 + GROW

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from reasoner import threads
 from reasoner.generation import LOOP_EVERY, Completion, Sampling, TextPrompts, finish_text, looping, register
-from reasoner.generation.kvcache import GrowingCache
+from reasoner.generation.kvcache import GrowingCache, GrowingLayer
 from reasoner.generation.prefix_store import PrefixStore
 from reasoner.logprobs import MIN_SHARED_PREFIX, common_prefix, sequence_logprobs
 from reasoner.models import cache_keyword
@@ -316,8 +316,10 @@ class _Batch:
         # Trim leading columns that every remaining row masks out.
         first = int(self.mask.argmax(dim=-1).min())
         for layer in self.cache.layers:
-            layer.keys = layer.keys[idx, :, first:]
-            layer.values = layer.values[idx, :, first:]
+            if isinstance(layer, GrowingLayer):
+                layer.keep(keep, first)
+            else:  # transformers' own layers (bench/kvcache.py's baseline)
+                layer.keys, layer.values = layer.keys[idx, :, first:], layer.values[idx, :, first:]
         self.mask = self.mask[:, first:]
 
     def row_kv(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
