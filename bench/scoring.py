@@ -22,37 +22,22 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch import workload  # noqa: E402
 
-from reasoner.generation import Sampling  # noqa: E402
-from reasoner.generation.hf import score_chunks  # noqa: E402
-from reasoner.logprobs import sequence_logprobs  # noqa: E402
+from reasoner.generation import Sampling, hf  # noqa: E402
 from reasoner.tasks import get_pack, render  # noqa: E402
 from reasoner.training.objectives.spark import BAD, GOOD, pointwise_messages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+CHUNKS = hf.score_chunks
 
 
 def by_length(pairs, batch_size):
     """The chunking `score_ids` had before: every pair sorted by total length."""
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-
-
-@torch.inference_mode()
-def score(backend, pairs, chunking, batch_size=8):
-    out = [[] for _ in pairs]
-    for chunk in chunking(pairs, batch_size):
-        seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
-        starts = [len(pairs[i][0]) for i in chunk]
-        lp = sequence_logprobs(backend.model, seqs, starts, backend.pad_id, backend.device)
-        for i, row, s, seq in zip(chunk, lp, starts, seqs, strict=True):
-            out[i] = row[s - 1 : len(seq) - 1].tolist()
-    return out
 
 
 def main() -> None:
@@ -85,9 +70,10 @@ def main() -> None:
         seconds: dict[str, list[float]] = {"by_length": [], "by_prompt": []}
         scored = {}
         for _ in range(args.rounds):
-            for label, chunking in (("by_length", by_length), ("by_prompt", score_chunks)):
+            for label, chunking in (("by_length", by_length), ("by_prompt", CHUNKS)):
+                hf.score_chunks = chunking  # the chunking `score_ids` scores by
                 t0 = time.perf_counter()
-                scored[label] = score(backend, pairs, chunking)
+                scored[label] = backend.score_ids(pairs)
                 seconds[label].append(time.perf_counter() - t0)
         diff = max(
             max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
