@@ -137,10 +137,17 @@ class CREAM:
     def from_rollouts(self, data: RolloutData) -> list[CREAMExample]:
         eos = data.tokenizer.eos_token or ""
         ranked = ranked_pairs(data.trajectories, data.options["current"], data.options["previous"])
+        # C rides through with_reference in the weight's place; each pair then weighs 1
         raw = [(good.prompt, good.text + eos, bad.text + eos, c, "cream") for good, bad, c in ranked]
         return [
             CREAMExample(
-                e.prompt_ids, e.chosen_ids, e.rejected_ids, e.ref_chosen, e.ref_rejected, 1.0, e.kind, e.weight
+                e.prompt_ids,
+                e.chosen_ids,
+                e.rejected_ids,
+                e.ref_chosen,
+                e.ref_rejected,
+                kind=e.kind,
+                consistency=e.weight,
             )
             for e in with_reference(data, raw)
         ]
