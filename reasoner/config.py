@@ -229,6 +229,11 @@ class TrainConfig:
     prime_band: list[float] = _f(
         [0.2, 0.8], "PRIME: keep prompts whose share of correct samples lies in [low, high] (PRIME's filter)."
     )
+    reward_band: list[float] = _f(
+        [0.0, 1.0],
+        "Reward phase (implicit PRM): train on the samples of prompts whose share of correct samples lies in"
+        " [low, high]; [0, 1] keeps every sample, [0.01, 0.99] the prompts with both outcomes.",
+    )
     ppo_clip: float = _f(0.2, "PRIME: PPO's clip epsilon of the policy update.")
     beta: float = _f(0.1, "Policy objective dpo: strength of the implicit KL constraint to the reference (beta).")
     pairs: list[str] = _f(
@@ -255,8 +260,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ConfigError(f"train.processes must be >= 1, got {self.processes}")
-        if len(self.prime_band) != 2 or not 0.0 <= self.prime_band[0] <= self.prime_band[1] <= 1.0:
-            raise ConfigError("train.prime_band must be [low, high] with 0 <= low <= high <= 1")
+        for name in ("prime_band", "reward_band"):
+            band = getattr(self, name)
+            if len(band) != 2 or not 0.0 <= band[0] <= band[1] <= 1.0:
+                raise ConfigError(f"train.{name} must be [low, high] with 0 <= low <= high <= 1, got {band}")
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,16 @@ def _labelled(s: Session, k: int) -> tuple[list[Trajectory], dict[str, dict[str,
     return trajectories, labels
 
 
+def accuracy_band(trajectories: list[Trajectory], band: list[float]) -> dict[str, list[Trajectory]]:
+    """Each prompt's samples, in prompt order, for the prompts whose share of correct samples lies
+    in ``band`` = [low, high] (PRIME's accuracy filter, arXiv 2502.01456)."""
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.problem_id, []).append(t)
+    low, high = band
+    return {pid: g for pid, g in sorted(groups.items()) if low <= sum(bool(t.correct) for t in g) / len(g) <= high}
+
+
 def _labeller_of(s: Session, role: str):
     """The configured labeller that scores with ``role``'s model (its labels say which
     trajectories that model saw), or None."""
@@ -243,6 +253,8 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         return [], {"skipped": True}
     trajectories, labels = _labelled(s, k)
     chosen = [t for t in trajectories if labeller.name in labels.get(t.id, {})]
+    kept = {t.id for g in accuracy_band(chosen, cfg.train.reward_band).values() for t in g}
+    chosen = [t for t in chosen if t.id in kept]
     ref = s.backend(s.roles.spec("reference", k))
 
     def make(tok):
@@ -314,15 +326,7 @@ def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     if any(t.correct is None for t in trajectories):
         raise RunError(f"{s.run.artefact(k, 'rollouts.jsonl')}: not verified; run `reasoner verify` first")
     trajectories = training_view(trajectories, oracle=cfg.verify.require_steps)
-    groups: dict[str, list[Trajectory]] = {}
-    for t in trajectories:
-        groups.setdefault(t.problem_id, []).append(t)
-    low, high = cfg.train.prime_band
-    kept = {
-        pid: g
-        for pid, g in sorted(groups.items())
-        if len(g) >= 2 and low <= sum(bool(t.correct) for t in g) / len(g) <= high
-    }
+    kept = {pid: g for pid, g in accuracy_band(trajectories, cfg.train.prime_band).items() if len(g) >= 2}
     objective = get_objective("prime", beta=cfg.label.implicit_beta, clip=cfg.train.ppo_clip)
 
     def make(tok):
@@ -344,7 +348,7 @@ def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         return out
 
     metrics = _fit(s, k, "prime", "policy", make, objective)
-    metrics.update(prompts_total=len(groups), prompts_in_band=len(kept))
+    metrics.update(prompts_total=len({t.problem_id for t in trajectories}), prompts_in_band=len(kept))
     return [s.run.rel(s.run.artefact(k, "policy")), s.run.rel(s.run.artefact(k, "reward"))], metrics
 
 

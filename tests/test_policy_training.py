@@ -243,3 +243,38 @@ def test_selection_by_mc_rewards_through_iterate(tmp_path):
     assert result.exit_code == 0, result.output
     train = json.loads((tmp_path / "f" / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
     assert train["select_threshold"] == 2.0 and train["select_kept_correct"] == 0 == train["examples"]
+
+
+def test_reward_band_trains_the_prm_on_the_prompts_with_both_outcomes_through_iterate(tmp_path):
+    """`train.reward_band` keeps the samples of prompts whose share of correct samples lies in
+    it; the default [0, 1] keeps every sample."""
+    sets = [
+        *TINY_SAMPLES,
+        "run.iterations=1",
+        "run.recipe=prm",
+        'label.labellers=["implicit"]',
+        "train.policy.max_steps=1",
+        "train.reward.micro_batch_size=1",
+        "train.reward.batch_size=2",
+        "train.reward.max_steps=1",
+    ]
+    examples = {}
+    for name, band in (("all", []), ("both", ["train.reward_band=[0.01, 0.99]"])):
+        run = tmp_path / name
+        result = CliRunner().invoke(
+            app, ["iterate", "--run", str(run), *[x for s in [*sets, *band] for x in ("--set", s)]]
+        )
+        assert result.exit_code == 0, result.output
+        examples[name] = json.loads((run / "manifest.json").read_text())["iterations"]["1"]["reward"]["metrics"][
+            "examples"
+        ]
+    rollouts = [json.loads(x) for x in (tmp_path / "all" / "iter_0001" / "rollouts.jsonl").read_text().splitlines()]
+    outcomes: dict[str, set] = {}
+    for r in rollouts:
+        outcomes.setdefault(r["problem_id"], set()).add(bool(r["correct"]))
+    written = [r for r in rollouts if r["text"]]  # an empty completion is no PRM example
+    mixed = [r for r in written if outcomes[r["problem_id"]] == {True, False}]
+    assert examples["all"] == len(written)
+    assert examples["both"] == len(mixed) and 0 < len(mixed) < len(written)
+    bad = CliRunner().invoke(app, ["iterate", "--run", str(tmp_path / "x"), "--set", "train.reward_band=[0.9, 0.1]"])
+    assert bad.exit_code == 2 and "train.reward_band must be [low, high]" in " ".join(bad.output.split())
