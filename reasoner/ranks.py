@@ -11,6 +11,7 @@ launcher stop the others, and the resume starts from the last saved step.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 from collections.abc import Iterator
@@ -126,3 +127,19 @@ def init_group(device: str) -> None:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    destroy_group_at_exit()
+
+
+def destroy_group_at_exit() -> None:
+    """Destroy the process group when the interpreter exits normally. Left to interpreter
+    teardown, the group's communication threads can still be alive when their C++ objects are
+    destructed, and a finished rank aborts ("terminate called without an active exception")
+    instead of exiting 0; a SIGKILL skips this, as it skips every other exit hook."""
+    atexit.register(_destroy_group)
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -118,6 +118,41 @@ def test_a_shared_folder_replaces_its_target_only_when_filled(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy"]  # no temporaries left
 
 
+# a hook registered before the group exists runs after the ones registered by its init (atexit
+# runs them last in, first out), so it sees whether the group was destroyed before teardown
+_EXIT_PROBE = """
+import atexit, os, sys
+import torch.distributed as dist
+atexit.register(lambda: print("GROUP_AT_EXIT", dist.is_initialized(), flush=True))
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
+if sys.argv[1] == "ranks":
+    from reasoner.ranks import init_group
+    init_group("cpu")
+else:
+    from reasoner.training.zero import init_distributed
+    init_distributed("cpu")
+assert dist.is_initialized() and dist.get_world_size() == 1
+"""
+
+
+@pytest.mark.parametrize("init", ["ranks", "deepspeed"])
+def test_a_process_group_is_destroyed_before_the_interpreter_exits(init):
+    if init == "deepspeed":
+        pytest.importorskip("deepspeed")
+    from reasoner.training.zero import _free_port
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_PROBE, init, str(_free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "GROUP_AT_EXIT False" in done.stdout, done.stdout
+
+
 def test_iterate_under_a_launcher_and_non_training_phases_there_are_refused(tmp_path, monkeypatch):
     run = tmp_path / "r"
     assert runner.invoke(app, ["generate", "--run", str(run), *as_sets(TINY_SAMPLES)]).exit_code == 0

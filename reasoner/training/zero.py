@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from reasoner import threads
+from reasoner import ranks, threads
 from reasoner.config import ConfigError, RoleTrainConfig
 from reasoner.errors import UserError
 from reasoner.training.engine import Objective, lr_lambda, register, with_lora
@@ -129,6 +129,7 @@ def init_distributed(device: str) -> None:
     ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if not torch.distributed.is_initialized():
         deepspeed.init_distributed(dist_backend="gloo" if torch.device(device).type == "cpu" else "nccl")
+        ranks.destroy_group_at_exit()
 
 
 class _Runner(torch.nn.Module):
