@@ -37,9 +37,10 @@ figure, naming it ("iteration 0 from").
 After each run, the reward it selected or ranked by is scored (`--no-reward-accuracy` skips
 this; `--table` shows the scores already made): a step-level reward by its first-error F1
 against gold steps on the last iteration's policy's samples (`reasoner evaluate --steps`, 50 test
-problems x 4 samples; gold used to evaluate only): an implicit PRM (for PRIME and rft-implicit
-beside the StepWiser judge, the run's policy judging each step), the `code` labeller, MC
-estimation; SPARK's self-judge by
+problems x 4 samples; gold used to evaluate only), beside the floor on the same samples
+(`every_step_wrong_f1`: the labeller that calls every step wrong; see reasoner.stepeval): an
+implicit PRM (for PRIME and rft-implicit beside the StepWiser judge, the run's policy judging
+each step), the `code` labeller, MC estimation; SPARK's self-judge by
 its accuracy on held-out verified pairs (`reasoner evaluate --model RUN --k 4 --reward spark`,
 100 test problems).
 """
@@ -148,7 +149,17 @@ def reward_accuracy(name: str, run: Path, iterations: int, compute: bool = True)
                        "--set", f"label.labellers={json.dumps(labellers)}", "--out", str(out))  # fmt: skip
         if got is None:
             return None
-        return {f"{x}_first_error_f1": got["labellers"][x]["f1"] for x in labellers if x in got["labellers"]}
+        scores = {f"{x}_first_error_f1": got["labellers"][x]["f1"] for x in labellers if x in got["labellers"]}
+        # the floor on the same solutions (a labeller calling every step wrong); recomputed from
+        # steps.jsonl for a steps.json written before the floor was added
+        floor = got.get("every_step_wrong")
+        if floor is None and (rows := out / "steps.jsonl").exists():
+            from reasoner.stepeval import every_step_wrong
+
+            floor = every_step_wrong([json.loads(line)["gold"] for line in rows.open()])
+        if floor is not None:
+            scores["every_step_wrong_f1"] = floor["f1"]
+        return scores
     if name in PAIR_REWARD:
         out = Path(str(run) + ".spark-bench")
         got = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else None

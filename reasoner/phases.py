@@ -288,6 +288,7 @@ def evaluate_steps(s: Session, k: int, n_problems: int, samples: int) -> tuple[d
         "policy": spec,
         "solutions": len(trajs),
         "steps": sum(len(t.steps) for t in trajs),
+        "every_step_wrong": stepeval.every_step_wrong(gold),  # the floor (see reasoner.stepeval)
         "labellers": {},
     }
     details = [

@@ -266,18 +266,18 @@ def grade_table(counts) -> Table:
 
 
 def steps_table(result: dict) -> Table:
-    table = Table(title=f"step-level evaluation ({result['solutions']} solutions, {result['steps']} steps)")
+    title = f"step-level evaluation ({result['solutions']} solutions, {result['steps']} steps"
+    floor = result.get("every_step_wrong")  # absent from results written before it was added
+    if floor is not None:
+        title += f"; {floor['uncheckable']} without a step the gold can check; floor: every step called wrong"
+    table = Table(title=title + ")")
     for col in ["labeller", "threshold", "step accuracy", "first-error F1", "error acc", "correct acc"]:
         table.add_column(col)
-    for name, r in result["labellers"].items():
-        table.add_row(
-            name,
-            f"{r['threshold']:g}",
-            f"{r['step_accuracy']:.4f}",
-            f"{r['f1']:.4f}",
-            f"{r['error_acc']:.4f}",
-            f"{r['correct_acc']:.4f}",
-        )
+    rows = [(name, f"{r['threshold']:g}", f"{r['step_accuracy']:.4f}", r) for name, r in result["labellers"].items()]
+    if floor is not None:
+        rows.append(("floor", "", "", floor))
+    for name, threshold, step_acc, r in rows:
+        table.add_row(name, threshold, step_acc, f"{r['f1']:.4f}", f"{r['error_acc']:.4f}", f"{r['correct_acc']:.4f}")
     return table
 
 

@@ -9,6 +9,11 @@ Steps the gold cannot check (``None``: no calculation and no answer in them) are
 both sides: the gold's first error is the first checkable step it calls wrong, and a
 labeller's prediction is the first checkable step it scores below the threshold, so neither
 gains nor loses for what it says about a step nobody can grade.
+
+A solution with no checkable step therefore counts as correct, and every labeller gets it right.
+A policy that writes such solutions (prose without calculations) and one checkable wrong step
+otherwise makes a labeller that calls every step wrong score high. `every_step_wrong` is that
+labeller's figure on the same solutions: a labeller is informative only by how far it beats it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ def first_error_f1(gold: list[int], pred: list[int]) -> dict[str, float]:
     acc_ok = sum(p == -1 for _, p in ok) / len(ok) if ok else 0.0
     f1 = 2 * acc_err * acc_ok / (acc_err + acc_ok) if acc_err + acc_ok > 0 else 0.0
     return {"error_acc": acc_err, "correct_acc": acc_ok, "f1": f1, "n_error": len(err), "n_correct": len(ok)}
+
+
+def every_step_wrong(gold: list[list[bool | None]]) -> dict[str, float]:
+    """First-error F1 of the labeller that calls every step wrong (it predicts each solution's
+    first checkable step), on solutions with these gold labels: the floor an informative
+    labeller must beat. With ``uncheckable``, the number of solutions without a checkable step."""
+    pred = [next((i for i, g in enumerate(row) if g is not None), -1) for row in gold]
+    uncheckable = sum(p == -1 for p in pred)
+    return {**first_error_f1([first_error(row) for row in gold], pred), "uncheckable": uncheckable}
 
 
 def step_accuracy(gold: list[list[bool | None]], scores: list[list[float]], threshold: float) -> float:

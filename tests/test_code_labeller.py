@@ -86,6 +86,12 @@ def test_evaluate_steps_scores_the_code_labeller_against_gold(tmp_path):
     summary = json.loads((out / "steps.json").read_text())
     assert {"code", "gold"} <= set(summary["labellers"]) and "f1" in summary["labellers"]["code"]
     rows = [json.loads(r) for r in (out / "steps.jsonl").read_text().splitlines()]
+    from reasoner.stepeval import every_step_wrong
+
+    # the floor beside the labellers, on the same solutions, in steps.json and in the printed table
+    assert summary["every_step_wrong"] == every_step_wrong([r["gold"] for r in rows])
+    assert "floor" in " ".join(got.output.split()) and "every step called wrong" in " ".join(got.output.split())
+    assert f"; {summary['every_step_wrong']['uncheckable']} without a step" in " ".join(got.output.split())
     from reasoner.rewards.code import claims
 
     for r in rows:  # a step without a computable claim scores 1

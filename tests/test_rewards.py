@@ -9,7 +9,7 @@ import torch
 from reasoner.rewards import implicit, judge_rules, shaping
 from reasoner.rewards.mc import labels_from_counts
 from reasoner.search.puct import priors_from_logprobs, puct_scores, select
-from reasoner.stepeval import first_error, first_error_f1, predicted_first_error, step_accuracy
+from reasoner.stepeval import every_step_wrong, first_error, first_error_f1, predicted_first_error, step_accuracy
 
 
 def test_clip_by_hand():
@@ -102,6 +102,18 @@ def test_first_error_f1_by_hand():
     assert got["error_acc"] == 0.5 and got["correct_acc"] == 0.5 and got["f1"] == pytest.approx(0.5)
     acc = step_accuracy(gold_labels, [[0.9, 0.2, 0.9], [0.9, 0.1], [0.9], [0.8]], 0.5)
     assert acc == pytest.approx(5 / 7)
+
+
+def test_the_floor_is_the_labeller_that_calls_every_step_wrong():
+    gold = [[True, False, True], [True, True], [False], [True], [None, None], [None, False]]
+    # it predicts each first checkable step: 0, 0, 0, 0, none, 1; the gold's first errors: 1, -1, 0, -1, -1, 1
+    got = every_step_wrong(gold)
+    # erroneous: 2 of 3 right (steps 0 and 1 of the last two); correct: only the uncheckable one (1 of 3)
+    assert got["error_acc"] == pytest.approx(2 / 3) and got["correct_acc"] == pytest.approx(1 / 3)
+    assert got["f1"] == pytest.approx(4 / 9) and got["uncheckable"] == 1
+    assert got["n_error"] == 3 and got["n_correct"] == 3
+    # a policy writing only uncheckable prose or one wrong step: the floor is perfect
+    assert every_step_wrong([[None], [False], [None, None], [False, None]])["f1"] == 1.0
 
 
 def test_first_error_skips_steps_the_gold_cannot_check():
