@@ -167,9 +167,13 @@ def run_series(rd: RunDir) -> RunSeries:
     steps_root = rd.path.with_name(rd.path.name + ".steps")
     for f in sorted(steps_root.glob("iter_*/steps.json")):
         data = json.loads(f.read_text())
-        for name, m in data.get("labellers", {}).items():
+        floor = {FLOOR: data["every_step_wrong"]} if "every_step_wrong" in data else {}
+        for name, m in {**data.get("labellers", {}), **floor}.items():
             r.step_f1.setdefault(name, []).append((int(data["iteration"]), m["f1"]))
     return r
+
+
+FLOOR = "floor (every step called wrong)"  # step_f1's series of `every_step_wrong` (reasoner.stepeval)
 
 
 FIGURES = {

@@ -79,8 +79,8 @@ def test_evaluate_steps_scores_the_code_labeller_against_gold(tmp_path):
     sets = [*TINY_SAMPLES, "run.iterations=1"]
     got = runner.invoke(app, ["generate", "--run", str(run), "--iteration", "1", *as_sets(sets)])
     assert got.exit_code == 0, got.output
-    out = tmp_path / "steps"
-    asked = ["evaluate", "--steps", "--run", str(run), "--problems", "4", "--samples", "2", "--out", str(out)]
+    out = tmp_path / "r.steps" / "iter_0000"  # the default: beside the run, the iteration evaluated
+    asked = ["evaluate", "--steps", "--run", str(run), "--problems", "4", "--samples", "2"]
     got = runner.invoke(app, [*asked, "--set", 'label.labellers=["code", "gold"]'])
     assert got.exit_code == 0, got.output
     summary = json.loads((out / "steps.json").read_text())
@@ -92,6 +92,11 @@ def test_evaluate_steps_scores_the_code_labeller_against_gold(tmp_path):
     assert summary["every_step_wrong"] == every_step_wrong([r["gold"] for r in rows])
     assert "floor" in " ".join(got.output.split()) and "every step called wrong" in " ".join(got.output.split())
     assert f"; {summary['every_step_wrong']['uncheckable']} without a step" in " ".join(got.output.split())
+    from reasoner import report
+    from reasoner.run import RunDir
+
+    series = report.run_series(RunDir(run)).step_f1  # what `reasoner report` plots in step_f1.png
+    assert series[report.FLOOR] == [(0, summary["every_step_wrong"]["f1"])] and series["code"][0][0] == 0
     from reasoner.rewards.code import claims
 
     for r in rows:  # a step without a computable claim scores 1
