@@ -138,6 +138,9 @@ class RunSeries:
 BALANCE_KEYS = ("balance", "pass_at_k", "exploitation", "next_temperature")
 
 
+FLOOR = "floor (every step called wrong)"  # step_f1's series of `every_step_wrong` (reasoner.stepeval)
+
+
 def run_series(rd: RunDir) -> RunSeries:
     r = RunSeries(rd.path.name)
     offsets: dict[str, float] = {}
@@ -171,9 +174,6 @@ def run_series(rd: RunDir) -> RunSeries:
         for name, m in {**data.get("labellers", {}), **floor}.items():
             r.step_f1.setdefault(name, []).append((int(data["iteration"]), m["f1"]))
     return r
-
-
-FLOOR = "floor (every step called wrong)"  # step_f1's series of `every_step_wrong` (reasoner.stepeval)
 
 
 FIGURES = {

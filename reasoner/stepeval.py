@@ -18,6 +18,8 @@ labeller's figure on the same solutions: a labeller is informative only by how f
 
 from __future__ import annotations
 
+import math
+
 
 def first_error(labels: list[bool | None]) -> int:
     """Index of the first step labelled wrong (False); -1 when there is none."""
@@ -49,7 +51,7 @@ def every_step_wrong(gold: list[list[bool | None]]) -> dict[str, float]:
     """First-error F1 of the labeller that calls every step wrong (it predicts each solution's
     first checkable step), on solutions with these gold labels: the floor an informative
     labeller must beat. With ``uncheckable``, the number of solutions without a checkable step."""
-    pred = [next((i for i, g in enumerate(row) if g is not None), -1) for row in gold]
+    pred = [predicted_first_error([-math.inf] * len(row), 0.0, row) for row in gold]
     uncheckable = sum(p == -1 for p in pred)
     return {**first_error_f1([first_error(row) for row in gold], pred), "uncheckable": uncheckable}
 
