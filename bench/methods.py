@@ -244,7 +244,7 @@ def collect(name: str, run: Path, iterations: int, score_reward: bool = True) ->
     if not (run / "manifest.json").exists():
         return {"method": name, "error": [f"{run} has not run yet"]}
     rows = _rows(run)
-    out = {"method": name, "iterations": rows}
+    out = {"method": name, "iterations": rows, "policy_examples": _trained(run)}
     if not any(r["iteration"] == 0 for r in rows):
         from reasoner import configfile
 
@@ -254,6 +254,18 @@ def collect(name: str, run: Path, iterations: int, score_reward: bool = True) ->
             out["iteration_0_from"] = other
     if len(rows) == iterations + 1:
         out["reward"] = reward_accuracy(name, run, iterations, compute=score_reward)
+    return out
+
+
+def _trained(run: Path) -> dict[str, int | None]:
+    """Examples the policy trained on in each iteration (its `train` or `prime` phase), whether
+    or not the iteration was evaluated: a row with few of them shows what limited it."""
+    manifest = json.loads((run / "manifest.json").read_text())["iterations"]
+    out = {}
+    for it in sorted(manifest, key=int):
+        phase = manifest[it].get("train") or manifest[it].get("prime")
+        if phase and phase.get("status") == "complete":
+            out[it] = phase.get("metrics", {}).get("examples")
     return out
 
 
@@ -309,7 +321,8 @@ def main() -> None:
         )
         last = r["iterations"][-1]["valid_steps"]
         reward = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("reward") or {}).items() if v is not None)
-        print(f"{r['method']:<17} {cells}  {100 * (last or 0):>6.1f}%  {reward}")
+        trained = "/".join(str(n) for n in r["policy_examples"].values())
+        print(f"{r['method']:<17} {cells}  {100 * (last or 0):>6.1f}%  {reward}  examples {trained or '-'}")
         if r.get("iteration_0_from"):
             print(f"{'':<17} (iteration 0: {r['iteration_0_from']}'s evaluation of the same start, same settings)")
     by = {r["method"]: r for r in results if "error" not in r}
