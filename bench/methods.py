@@ -322,7 +322,8 @@ def main() -> None:
         last = r["iterations"][-1]["valid_steps"]
         reward = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("reward") or {}).items() if v is not None)
         trained = "/".join(str(n) for n in r["policy_examples"].values())
-        print(f"{r['method']:<17} {cells}  {100 * (last or 0):>6.1f}%  {reward}  examples {trained or '-'}")
+        valid = f"{100 * last:>6.1f}%" if last is not None else f"{'-':>7}"  # no gold steps (GSM8K)
+        print(f"{r['method']:<17} {cells}  {valid}  {reward}  examples {trained or '-'}")
         if r.get("iteration_0_from"):
             print(f"{'':<17} (iteration 0: {r['iteration_0_from']}'s evaluation of the same start, same settings)")
     by = {r["method"]: r for r in results if "error" not in r}
