@@ -111,7 +111,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "mutual": ("mutual.toml", []),
     "spark": ("spark.toml", []),
 }
-# Real word problems (item 8's real test): rft-code on GSM8K's train split, scored on 500 test
+# Real word problems (item 8's real test): rft-code and outcome-only RFT on GSM8K's train split, scored on 500 test
 # problems at the start and after the last iteration only (configs/gsm8k.toml). Not in the
 # default set (hours each on this machine) nor in the arith figures' best-recipe comparison.
 REAL: dict[str, tuple[str, list[str]]] = {
