@@ -111,9 +111,10 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "mutual": ("mutual.toml", []),
     "spark": ("spark.toml", []),
 }
-# Real word problems (item 8's real test): rft-code and outcome-only RFT on GSM8K's train split, scored on 500 test
-# problems at the start and after the last iteration only (configs/gsm8k.toml). Not in the
-# default set (hours each on this machine) nor in the arith figures' best-recipe comparison.
+# Real word problems (item 8's real test): rft-code and outcome-only RFT on GSM8K's train split,
+# scored on 500 test problems at the start and after the last iteration only (configs/gsm8k.toml).
+# Not in the default set (hours each on this machine) nor in the arith figures' best-recipe
+# comparison.
 REAL: dict[str, tuple[str, list[str]]] = {
     "rft-code-gsm8k": ("gsm8k.toml", []),
     "rft-outcome-gsm8k": ("gsm8k.toml", NO_ORACLE),  # what the code check adds there
