@@ -53,8 +53,13 @@ def _log_lines(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
     def line(completed: int) -> str:
         elapsed = time.monotonic() - start
-        eta = elapsed / completed * (total - completed) if completed else float("nan")
-        return f"{description}: {completed}/{total} ({completed / max(total, 1):.0%}), {elapsed:.0f}s, eta {eta:.0f}s"
+        if completed >= total:
+            eta = "done"
+        elif completed:
+            eta = f"eta {elapsed / completed * (total - completed):.0f}s"
+        else:
+            eta = "eta unknown"
+        return f"{description}: {completed}/{total} ({completed / max(total, 1):.0%}), {elapsed:.0f}s, {eta}"
 
     def update(completed: int) -> None:
         nonlocal last, done

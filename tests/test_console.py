@@ -24,3 +24,18 @@ def test_progress_can_be_silenced(capsys, monkeypatch):
     with console.progress("label", 2) as update:
         update(2)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_say_eta_only_when_it_is_known(capsys, monkeypatch):
+    monkeypatch.delenv("REASONER_PROGRESS", raising=False)
+    monkeypatch.setattr(console, "LOG_EVERY", 0.0)
+    with console.progress("train", 2) as update:
+        update(0)  # nothing done yet: no rate to extrapolate
+        update(1)
+        update(2)
+    with console.progress("empty", 0):  # a phase with nothing to do (no examples)
+        pass
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.rsplit(", ", 1)[1] for line in lines] == ["eta unknown", lines[1].rsplit(", ", 1)[1], "done", "done"]
+    assert lines[1].rsplit(", ", 1)[1].startswith("eta ") and lines[1].endswith("s")
+    assert all("nan" not in line for line in lines)
