@@ -135,7 +135,8 @@ PAIR_REWARD = {"spark"}  # a solution-level judge: accuracy on verified pairs
 
 
 def _cli(*args: str) -> dict | None:
-    done = subprocess.run([sys.executable, "-m", "reasoner.cli", *args, "--json"], capture_output=True, text=True)
+    # stderr (progress lines, and the error when it fails) goes through to ours; stdout is the JSON
+    done = subprocess.run([sys.executable, "-m", "reasoner.cli", *args, "--json"], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         return None
     return json.loads(done.stdout)
