@@ -29,6 +29,15 @@ from reasoner.training.objectives.judge_rl import JudgeExample, leave_one_out
 from reasoner.training.trainer import Trainer
 
 
+def _logprobs(backend, pairs: list[tuple[list[int], list[int]]], what: str) -> list[list[float]]:
+    """``backend``'s token log-probs of each (prompt ids, completion ids), with a progress line
+    (a reference pass over an iteration's pairs takes minutes on a CPU)."""
+    if not pairs:
+        return []
+    with progress(what, len(pairs)) as update:
+        return backend.score_ids(pairs, progress=update)
+
+
 def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) -> dict[str, Any]:
     """Train every role ``objective`` updates (``role`` alone for a one-role objective; ``role``'s
     config sets the batches and steps) from its ``ROLE@k-1`` on ``make_examples(tokenizer)``,
@@ -134,7 +143,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
                 pairs=pairs,
                 step_separator=s.pack.step_separator,
                 # the model this iteration starts from; loaded only by objectives that ask
-                reference=lambda ids: s.backend(s.policy_spec(k)).score_ids(ids),
+                reference=lambda ids: _logprobs(s.backend(s.policy_spec(k)), ids, f"iter {k} train reference"),
                 options=options,
             )
         )
@@ -262,7 +271,7 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             (tok(t.prompt, add_special_tokens=False)["input_ids"], tok(t.text, add_special_tokens=False)["input_ids"])
             for t in chosen
         ]
-        ref_lp = ref.score_ids(pairs)
+        ref_lp = _logprobs(ref, pairs, f"iter {k} reward reference")
         return [
             PRMExample(p, c, lp, 1.0 if t.correct else 0.0)
             for (p, c), lp, t in zip(pairs, ref_lp, chosen, strict=True)
@@ -339,8 +348,8 @@ def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             completions = [tok(t.text + eos, add_special_tokens=False)["input_ids"] for t in g]
             encoded.append((prompt, completions, [1.0 if t.correct else 0.0 for t in g]))
         pairs = [(p, c) for p, cs, _ in encoded for c in cs]
-        ref = s.backend(s.roles.spec("reference", k)).score_ids(pairs) if pairs else []
-        old = s.backend(s.policy_spec(k)).score_ids(pairs) if pairs else []
+        ref = _logprobs(s.backend(s.roles.spec("reference", k)), pairs, f"iter {k} prime reference")
+        old = _logprobs(s.backend(s.policy_spec(k)), pairs, f"iter {k} prime old policy")
         out, i = [], 0
         for p, cs, outcomes in encoded:
             out.append(Group(p, cs, outcomes, ref[i : i + len(cs)], old[i : i + len(cs)]))
@@ -387,7 +396,7 @@ def mstep(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         seqs = [(ids(t.prompt), ids(t.text)) for t in labelled]
         pair_ids = [(ids(g.prompt), ids(g.text), ids(b.text)) for g, b in pairs]
         asked = seqs + [(p, c) for p, c, _ in pair_ids] + [(p, r) for p, _, r in pair_ids]
-        scores = ref.score_ids(asked) if asked else []
+        scores = _logprobs(ref, asked, f"iter {k} mstep reference")
         n, m = len(seqs), len(pair_ids)
         out: list = [
             PRMExample(p, c, scores[i], 1.0 if t.correct else 0.0)

@@ -64,7 +64,8 @@ def test_pairs_sharing_a_prompt_run_it_once_and_score_as_alone(tiny):
     positions = []
     hook = tiny.model.get_input_embeddings().register_forward_hook(lambda m, a, out: positions.append(a[0].numel()))
     try:
-        together = backend.score_ids(pairs, batch_size=8)
+        reported: list[int] = []
+        together = backend.score_ids(pairs, batch_size=8, progress=reported.append)
         computed = sum(positions)
         alone = [backend.score_ids([pair])[0] for pair in pairs]
     finally:
@@ -75,6 +76,8 @@ def test_pairs_sharing_a_prompt_run_it_once_and_score_as_alone(tiny):
     assert computed < sum(len(p) + len(c) for p, c in pairs) / 2
     for a, b in zip(together, alone, strict=True):
         assert len(a) == len(b) and torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-4)
+    # progress after each forward: one per chunk of eight (two prompts x eight rows), up to all pairs
+    assert reported == [8, 16]
 
 
 def test_samples_depend_on_seed_not_on_batching(tiny):

@@ -110,6 +110,8 @@ def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
     n_pairs = len((tmp_path / "r" / "iter_0001" / "pairs.jsonl").read_text().splitlines())
     assert n_pairs > 0 and train["examples"] >= 1 and train["steps"] >= 1
     assert (tmp_path / "r" / "iter_0001" / "policy" / "model.safetensors").exists()
+    # the reference pass over the pairs (minutes on a CPU at full size) reports its progress
+    assert f"iter 1 train reference: {2 * train['examples']}/{2 * train['examples']} (100%)" in result.output
 
 
 @pytest.mark.parametrize("objective", ["rft", "dpo", "cream", "mutual", "spark"])

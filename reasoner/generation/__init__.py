@@ -55,8 +55,9 @@ class Backend(Protocol):
     ) -> list[Completion]:
         """As `generate`, from token ids (tree search continues exact prefixes)."""
 
-    def score_ids(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        """As `score`, from (prompt ids, continuation ids)."""
+    def score_ids(self, pairs: list[tuple[list[int], list[int]]], progress=None) -> list[list[float]]:
+        """As `score`, from (prompt ids, continuation ids); ``progress(n_done)`` is called as pairs
+        are scored."""
 
     def score(self, prompts: list[str], continuations: list[str]) -> list[list[float]]:
         """Token log-probabilities of each continuation after its prompt."""

@@ -239,16 +239,21 @@ class HFBackend(TextPrompts):
         return self.score_ids(pairs, batch_size)
 
     @torch.inference_mode()
-    def score_ids(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8):
+    def score_ids(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8, progress=None):
         """As `score`, from (prompt ids, continuation ids); pairs that share a prompt are scored
-        together, so that its forward runs once (`score_chunks`)."""
+        together, so that its forward runs once (`score_chunks`). ``progress(n_done)`` is called
+        after each forward."""
         out: list[list[float]] = [[] for _ in pairs]
+        done = 0
         for chunk in score_chunks(pairs, batch_size):
             seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
             starts = [len(pairs[i][0]) for i in chunk]
             token_lp = sequence_logprobs(self.model, seqs, starts, self.pad_id, self.device)
             for i, lp, s, seq in zip(chunk, token_lp, starts, seqs, strict=True):
                 out[i] = lp[s - 1 : len(seq) - 1].tolist()
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
         return out
 
 

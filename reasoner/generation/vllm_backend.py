@@ -226,10 +226,12 @@ class VLLMBackend(TextPrompts):
         ]
         return self.score_ids(pairs)
 
-    def score_ids(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+    def score_ids(self, pairs: list[tuple[list[int], list[int]]], progress=None) -> list[list[float]]:
         """The continuation's token log-probs, read from the prompt log-probs of prompt + continuation."""
         params = [{"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0} for _ in pairs]
         outs = self._call([p + c for p, c in pairs], params)
+        if progress is not None:
+            progress(len(pairs))
         # prompt_logprobs[t - 1] is the log-prob of token t (t >= 1)
         return [out.prompt_logprobs[len(p) - 1 :] for (p, _), out in zip(pairs, outs, strict=True)]
 
