@@ -19,6 +19,7 @@ Recipes (all from configs/, with the overrides listed in METHODS):
   rft-code-answer  rft-code, and the final answer must be one of the claims' values (label.code_answer)
   rft-implicit RFT selected by the implicit PRM, which the prm recipe trains each iteration
   dpo          DPO on outcome pairs and MCTS step pairs
+  dpo-nll      dpo plus the chosen sample's NLL per token (Iterative RPO; train.dpo_nll = 1)
   prime        PRIME RL (policy and implicit PRM together)
   bstar        rft-code with B-STaR's balance phase choosing each next temperature
   cream        CREAM: DPO on pairs the implicit PRM ranks, weighed by its consistency with the last PRM
@@ -106,6 +107,9 @@ METHODS: dict[str, tuple[str, list[str]]] = {
         [*NO_ORACLE, "run.recipe=prm", 'label.labellers=["implicit"]', "train.select_by=implicit"],
     ),
     "dpo": ("dpo.toml", []),
+    # DPO plus the chosen sample's NLL per token (Iterative RPO, arXiv 2404.19733, alpha 1): plain DPO's
+    # first iteration left 24% of its greedy answers cut by the token cap, rambling past the answer
+    "dpo-nll": ("dpo.toml", ["train.dpo_nll=1.0"]),
     "prime": ("prime.toml", []),
     "bstar": ("bstar.toml", []),
     "cream": ("cream.toml", []),

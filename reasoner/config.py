@@ -236,6 +236,11 @@ class TrainConfig:
     )
     ppo_clip: float = _f(0.2, "PRIME: PPO's clip epsilon of the policy update.")
     beta: float = _f(0.1, "Policy objective dpo: strength of the implicit KL constraint to the reference (beta).")
+    dpo_nll: float = _f(
+        0.0,
+        "Policy objectives dpo, mutual: weight of the chosen sample's length-normalised NLL added to DPO's loss"
+        " (Iterative RPO, arXiv 2404.19733); 0 is plain DPO.",
+    )
     pairs: list[str] = _f(
         ["outcome", "step"],
         "Policy objective dpo: pair kinds; outcome (a correct and an incorrect sample of one problem),"

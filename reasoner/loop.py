@@ -235,6 +235,13 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"train.select_by = {config.train.select_by!r} but label.labellers does not run it; add it there"
         )
+    if config.train.dpo_nll and config.train.policy.objective not in ("dpo", "mutual"):
+        raise ConfigError(
+            f"train.dpo_nll adds a term to DPO's loss, but train.policy.objective = "
+            f"{config.train.policy.objective!r}; it goes with dpo or mutual"
+        )
+    if config.train.dpo_nll < 0:
+        raise ConfigError(f"train.dpo_nll must be >= 0, got {config.train.dpo_nll}")
     if config.label.code_answer and "code" not in config.label.labellers:
         raise ConfigError("label.code_answer checks the code labeller's answers, but label.labellers does not run it")
     if config.label.only_correct:

@@ -119,7 +119,8 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         plan = s.plan(k)  # B-STaR's threshold for this labeller, when a balance phase chose one
         fixed = plan.get("threshold") if plan.get("reward") == cfg.train.select_by else None
         filtered, picked = select_by_reward(filtered, cfg.train, fixed)
-    objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta)
+    extra = {"nll": cfg.train.dpo_nll} if cfg.train.dpo_nll else {}  # dpo, mutual (checked with the config)
+    objective = get_objective(cfg.train.policy.objective, beta=cfg.train.beta, **extra)
     options: dict[str, Any] = {
         "pairs": tuple(cfg.train.pairs),
         "spark_ratio": cfg.train.spark_ratio,

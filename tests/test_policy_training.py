@@ -16,7 +16,7 @@ from reasoner.records import Pair, Trajectory
 from reasoner.training.engine import TorchEngine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.data import RolloutData
-from reasoner.training.objectives.dpo import dpo_loss, outcome_pairs, split_shared
+from reasoner.training.objectives.dpo import DPOExample, dpo_loss, outcome_pairs, rpo_loss, split_shared
 
 
 def test_dpo_loss_by_hand():
@@ -30,6 +30,31 @@ def test_dpo_loss_by_hand():
     )
     assert margins.tolist() == [2.0, 0.0]
     assert losses.tolist() == pytest.approx([math.log(1 + math.exp(-1)), math.log(2)])
+
+
+def test_rpo_loss_by_hand():
+    # Iterative RPO: DPO's loss minus alpha * chosen log-prob per token
+    # pair 1: 0.5 - 0.5 * (-6 / 3) = 1.5; pair 2: 1.0 - 0.5 * (-2 / 4) = 1.25
+    out = rpo_loss(torch.tensor([0.5, 1.0]), torch.tensor([-6.0, -2.0]), torch.tensor([3.0, 4.0]), 0.5)
+    assert out.tolist() == pytest.approx([1.5, 1.25])
+    plain = rpo_loss(torch.tensor([0.7]), torch.tensor([-9.0]), torch.tensor([3.0]), 0.0)
+    assert plain.tolist() == pytest.approx([0.7])
+
+
+def test_dpo_with_nll_adds_the_chosen_nll_per_token(tiny):
+    """DPO(nll=a)'s loss is plain DPO's plus a times each pair's chosen NLL per token, the
+    chosen completion's log-probs read in the same forward."""
+    tok = tiny.tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    batch = [
+        DPOExample(ids("Q: 2 + 3"), ids(" 5 done"), ids(" 6"), -4.0, -3.0),
+        DPOExample(ids("Q: 1 + 1"), ids(" 2"), ids(" 3 no"), -2.0, -5.0),
+    ]
+    plain_loss, n, plain = get_objective("dpo", beta=0.1).loss(tiny.model, batch, tok.pad_token_id, "cpu")
+    rpo, _, metrics = get_objective("dpo", beta=0.1, nll=0.5).loss(tiny.model, batch, tok.pad_token_id, "cpu")
+    assert n == 2 and metrics["chosen_nll_sum"] > 0
+    assert metrics["chosen_nll_sum"] == pytest.approx(plain["chosen_nll_sum"])
+    assert float(rpo - plain_loss) == pytest.approx(0.5 * metrics["chosen_nll_sum"], rel=1e-5)
 
 
 def _t(tid, pid, text, correct):
@@ -112,6 +137,27 @@ def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
     assert (tmp_path / "r" / "iter_0001" / "policy" / "model.safetensors").exists()
     # the reference pass over the pairs (minutes on a CPU at full size) reports its progress
     assert f"iter 1 train reference: {2 * train['examples']}/{2 * train['examples']} (100%)" in result.output
+    # train.dpo_nll (Iterative RPO) reaches the loss: the same data and start, each step's loss
+    # higher by the chosen samples' NLL; a policy objective that is not DPO refuses the key
+    first = _steps(tmp_path / "r")[0]
+    rpo = CliRunner().invoke(
+        app,
+        ["iterate", "--run", str(tmp_path / "rpo"), *[x for s in [*sets, "train.dpo_nll=1.0"] for x in ("--set", s)]],
+    )
+    assert rpo.exit_code == 0, rpo.output
+    first_rpo = _steps(tmp_path / "rpo")[0]
+    assert first_rpo["chosen_nll_sum"] == pytest.approx(first["chosen_nll_sum"])
+    # (step 1 starts at the reference: margins 0, so the plain loss is ln 2 x the mean pair weight)
+    assert first["margin_sum"] == 0 and first_rpo["loss"] > first["loss"] + 1.0
+    refused = CliRunner().invoke(
+        app, ["iterate", "--run", str(tmp_path / "x"), "--set", "model.policy=tiny", "--set", "train.dpo_nll=1.0"]
+    )
+    assert refused.exit_code != 0 and "train.dpo_nll" in refused.output and "'rft'" in refused.output
+
+
+def _steps(run):
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [x for x in lines if x.get("phase") == "train" and "step" in x]
 
 
 @pytest.mark.parametrize("objective", ["rft", "dpo", "cream", "mutual", "spark"])

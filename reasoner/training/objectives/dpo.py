@@ -44,6 +44,24 @@ def dpo_loss(
     return -F.logsigmoid(beta * margin), margin
 
 
+def rpo_loss(
+    dpo_losses: torch.Tensor, policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Iterative RPO's loss per pair (Pang et al., arXiv 2404.19733): DPO's plus ``alpha`` times the
+    chosen completion's negative log-likelihood per token, which keeps DPO from lowering the
+    chosen sample's likelihood along with the rejected one's.
+
+    Args:
+        dpo_losses: (B,) DPO's loss per pair (`dpo_loss`).
+        policy_chosen: (B,) summed policy log-probabilities of the chosen completions.
+        chosen_tokens: (B,) their token counts.
+        alpha: the NLL's weight (0 gives DPO).
+    Returns:
+        (B,) dpo_losses - alpha * policy_chosen / chosen_tokens.
+    """
+    return dpo_losses - alpha * policy_chosen / chosen_tokens.clamp(min=1)
+
+
 @dataclass(frozen=True)
 class DPOExample:
     prompt_ids: list[int]
@@ -100,6 +118,11 @@ def split_shared(chosen: str, rejected: str, separator: str) -> tuple[str, str, 
 def pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[torch.Tensor, ...]:
     """(B,) summed log-probs of each pair's chosen and rejected completion under ``model``, and
     the stored reference ones: one forward over both halves."""
+    return _pair_logprobs(model, batch, pad_id, device)[:4]
+
+
+def _pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[torch.Tensor, ...]:
+    """`pair_logprobs` and (B,) the chosen completions' token counts."""
     prompts = [e.prompt_ids for e in batch]
     both = completion_logprobs(
         model, prompts + prompts, [e.chosen_ids for e in batch] + [e.rejected_ids for e in batch], pad_id, device
@@ -108,7 +131,7 @@ def pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[
     chosen, rejected = summed[: len(batch)], summed[len(batch) :]
     ref_c = torch.tensor([e.ref_chosen for e in batch], device=chosen.device)
     ref_r = torch.tensor([e.ref_rejected for e in batch], device=chosen.device)
-    return chosen, rejected, ref_c, ref_r
+    return chosen, rejected, ref_c, ref_r, both[1][: len(batch)].sum(-1)
 
 
 def with_reference(data: RolloutData, raw: list[tuple[str, str, str, float, str]]) -> list[DPOExample]:
@@ -133,8 +156,9 @@ class DPO:
     name = "dpo"
     roles = ("policy",)
 
-    def __init__(self, beta: float = 0.1):
+    def __init__(self, beta: float = 0.1, nll: float = 0.0):
         self.beta = beta
+        self.nll = nll  # Iterative RPO's weight of the chosen sample's NLL (`rpo_loss`)
 
     def from_rollouts(self, data: RolloutData) -> list[DPOExample]:
         kinds = data.options.get("pairs", PAIR_KINDS)
@@ -157,14 +181,18 @@ class DPO:
         return len(batch)
 
     def loss(self, model, batch: list[DPOExample], pad_id: int, device):
-        chosen, rejected, ref_c, ref_r = pair_logprobs(model, batch, pad_id, device)
+        chosen, rejected, ref_c, ref_r, chosen_tokens = _pair_logprobs(model, batch, pad_id, device)
         weights = torch.tensor([e.weight for e in batch], device=chosen.device)
         losses, margins = dpo_loss(chosen, rejected, ref_c, ref_r, self.beta)
+        if self.nll:
+            losses = rpo_loss(losses, chosen, chosen_tokens, self.nll)
         return (
             (losses * weights).sum(),
             len(batch),
             {
                 "pair_accuracy_sum": float((margins > 0).float().sum()),
                 "margin_sum": float(margins.detach().sum()),
+                # the chosen samples' NLL per token: what RPO's term holds up (DPO alone lets it rise)
+                "chosen_nll_sum": float((-chosen / chosen_tokens.clamp(min=1)).detach().sum()),
             },
         )
