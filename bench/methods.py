@@ -50,7 +50,6 @@ its accuracy on held-out verified pairs (`reasoner evaluate --model RUN --k 4 --
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import subprocess
@@ -240,14 +239,14 @@ def run_method(name: str, root: Path, iterations: int, extra: list[str], score_r
     started = time.time()
     # the run's progress lines (stderr, one every 30 s when not on a terminal) go through to ours,
     # prefixed with the recipe, so an hours-long row shows where it is; its last line is the error
-    last = collections.deque(maxlen=1)
+    last = ""
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1) as child:
         for line in child.stderr:
             if line.strip():
-                last.append(line.strip())
+                last = line.strip()
                 print(f"[{name}] {line.rstrip()}", file=sys.stderr, flush=True)
     if child.returncode != 0:
-        return {"method": name, "error": list(last)}
+        return {"method": name, "error": [last] if last else []}
     out = collect(name, run, iterations, score_reward)
     out["wall_minutes"] = round((time.time() - started) / 60, 1)
     return out

@@ -156,7 +156,7 @@ class CREAM:
         return len(batch)
 
     def loss(self, model, batch: list[CREAMExample], pad_id: int, device):
-        chosen, rejected, ref_c, ref_r = pair_logprobs(model, batch, pad_id, device)
+        chosen, rejected, ref_c, ref_r, _ = pair_logprobs(model, batch, pad_id, device)
         c = torch.tensor([e.consistency for e in batch], device=chosen.device)
         losses = cream_loss(chosen, rejected, ref_c, ref_r, c, self.beta)
         margin = (chosen - ref_c) - (rejected - ref_r)

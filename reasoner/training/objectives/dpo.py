@@ -116,13 +116,8 @@ def split_shared(chosen: str, rejected: str, separator: str) -> tuple[str, str, 
 
 
 def pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    """(B,) summed log-probs of each pair's chosen and rejected completion under ``model``, and
-    the stored reference ones: one forward over both halves."""
-    return _pair_logprobs(model, batch, pad_id, device)[:4]
-
-
-def _pair_logprobs(model, batch: list[DPOExample], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    """`pair_logprobs` and (B,) the chosen completions' token counts."""
+    """(B,) summed log-probs of each pair's chosen and rejected completion under ``model``, the
+    stored reference ones, and the chosen completions' token counts: one forward over both halves."""
     prompts = [e.prompt_ids for e in batch]
     both = completion_logprobs(
         model, prompts + prompts, [e.chosen_ids for e in batch] + [e.rejected_ids for e in batch], pad_id, device
@@ -181,7 +176,7 @@ class DPO:
         return len(batch)
 
     def loss(self, model, batch: list[DPOExample], pad_id: int, device):
-        chosen, rejected, ref_c, ref_r, chosen_tokens = _pair_logprobs(model, batch, pad_id, device)
+        chosen, rejected, ref_c, ref_r, chosen_tokens = pair_logprobs(model, batch, pad_id, device)
         weights = torch.tensor([e.weight for e in batch], device=chosen.device)
         losses, margins = dpo_loss(chosen, rejected, ref_c, ref_r, self.beta)
         if self.nll:
