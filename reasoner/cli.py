@@ -203,6 +203,8 @@ def _phase(
         with rd:
             k = iteration if iteration is not None else loop.current_iteration(rd, conf, name, redo=redo)
             metrics = loop.run_single(rd, conf, k, name, redo_phase=redo)
+        if rd.ranks.launched:
+            ranks.finish_group()  # every rank done before any tears the group down
     except UserError as err:
         if rd is not None:
             _discard_if_empty(rd)

@@ -10,10 +10,11 @@ orphaned job writes a run that a new `iterate` has taken over.
 
 | launcher | command (then ``reasoner.cli PHASE --run-dir RUN --iteration K --launched-by ...``) |
 |---|---|
-| `torchrun` | ``python -m torch.distributed.run --nproc_per_node P [ARGS] -m`` |
-| `deepspeed` | ``deepspeed [--hostfile H] --num_gpus P --no_local_rank [ARGS] --module`` |
+| `torchrun` | ``python -m torch.distributed.run --nproc_per_node P [--master_port F] [ARGS] -m`` |
+| `deepspeed` | ``deepspeed [--hostfile H] --num_gpus P [--master_port F] --no_local_rank [ARGS] --module`` |
 
-``P`` is ``train.processes``, ``H`` ``train.hostfile`` and ``ARGS`` ``train.launcher_args``.
+``P`` is ``train.processes``, ``H`` ``train.hostfile`` and ``ARGS`` ``train.launcher_args``;
+``F`` is a free port of this host, given when neither a hostfile nor ARGS place the rendezvous.
 A user can also run the phase command under a launcher by hand (see README "Scaling out").
 """
 
@@ -30,11 +31,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reasoner.config import ConfigError, TrainConfig
-from reasoner.ranks import LaunchError
+from reasoner.ranks import LaunchError, free_port
 from reasoner.registry import Registry
 
 Prefix = Callable[[TrainConfig], list[str]]
 LAUNCHERS: Registry[Prefix] = Registry("launcher")
+
+
+# launcher arguments that place the rendezvous themselves; without any of them (and without a
+# hostfile) the job is this host's alone and gets a port nothing listens on, so two runs on one
+# host, or a launcher still shutting down on the default 29500, do not collide
+_RENDEZVOUS = ("--master_port", "--master-port", "--rdzv", "--standalone", "--nnodes", "--master_addr", "--master-addr")
+
+
+def _port(tc: TrainConfig) -> list[str]:
+    if tc.hostfile or any(a.startswith(_RENDEZVOUS) for a in tc.launcher_args):
+        return []
+    return ["--master_port", str(free_port())]
 
 
 def _torchrun(tc: TrainConfig) -> list[str]:
@@ -44,6 +57,7 @@ def _torchrun(tc: TrainConfig) -> list[str]:
         "torch.distributed.run",
         "--nproc_per_node",
         str(tc.processes),
+        *_port(tc),
         *tc.launcher_args,
         "-m",
     ]
@@ -55,7 +69,7 @@ def _deepspeed(tc: TrainConfig) -> list[str]:
         raise LaunchError("train.launcher = 'deepspeed' needs DeepSpeed's launcher: pip install 'reasoner[deepspeed]'")
     nodes = ["--hostfile", tc.hostfile] if tc.hostfile else ["--num_gpus", str(tc.processes)]
     # --no_local_rank: the phase command reads LOCAL_RANK from the environment, not an argument
-    return [exe, *nodes, "--no_local_rank", *tc.launcher_args, "--module"]
+    return [exe, *nodes, *_port(tc), "--no_local_rank", *tc.launcher_args, "--module"]
 
 
 LAUNCHERS["torchrun"] = _torchrun

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,8 +139,27 @@ def destroy_group_at_exit() -> None:
     atexit.register(_destroy_group)
 
 
+def finish_group() -> None:
+    """End the job's process group once this rank's work is done: a barrier, so no rank tears
+    down while another's last collective is still in flight to it, then the group's destruction.
+    A rank that exits right after its last collective can otherwise abort in teardown
+    ("terminate called without an active exception") while its peer is still finishing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _destroy_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port nothing on this host listens on now, for a rendezvous of this host's ranks."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

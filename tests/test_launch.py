@@ -5,6 +5,7 @@ dies taking the job down and the resume continuing from the last saved step."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from reasoner import launch, loop, models
 from reasoner.cli import app
 from reasoner.config import Config, ConfigError, TrainConfig
-from reasoner.ranks import LaunchError, Ranks, current, shared_dir
+from reasoner.ranks import LaunchError, Ranks, current, free_port, shared_dir
 from reasoner.run import RunDir, RunError
 
 runner = CliRunner()
@@ -40,6 +41,20 @@ def test_the_launcher_commands_name_the_phase_the_run_and_the_lock_holder(tmp_pa
         argv = launch.command(TrainConfig(launcher="deepspeed", hostfile=str(hosts)), "prime", tmp_path / "r", 1)
         assert argv[1:6] == ["--hostfile", str(hosts), "--no_local_rank", "--module", "reasoner.cli"]
         assert argv[6] == "prime"
+        argv = launch.command(TrainConfig(launcher="deepspeed", processes=2), "train", tmp_path / "r", 1)
+        assert argv[1:3] == ["--num_gpus", "2"] and argv[3] == "--master_port" and argv[5] == "--no_local_rank"
+
+
+def test_a_job_of_this_host_alone_gets_a_free_port_and_launcher_args_override_it(tmp_path):
+    argv = launch.command(TrainConfig(launcher="torchrun", processes=2), "train", tmp_path / "r", 1)
+    assert argv[3:5] == ["--nproc_per_node", "2"] and argv[5] == "--master_port" and argv[7] == "-m"
+    port = int(argv[6])
+    assert port != 29500 and 1024 < port < 65536  # not the default a second job would also take
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing listens there
+    for args in (["--master_port", "29600"], ["--rdzv-endpoint=host:29400"], ["--standalone"]):
+        argv = launch.command(TrainConfig(launcher="torchrun", launcher_args=args), "train", tmp_path / "r", 1)
+        assert argv.count("--master_port") == args.count("--master_port"), argv  # the user's own placement
 
 
 def test_a_bad_launcher_setting_is_refused_before_the_run_is_made(tmp_path):
@@ -139,11 +154,9 @@ assert dist.is_initialized() and dist.get_world_size() == 1
 def test_a_process_group_is_destroyed_before_the_interpreter_exits(init):
     if init == "deepspeed":
         pytest.importorskip("deepspeed")
-    from reasoner.training.zero import _free_port
-
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     done = subprocess.run(
-        [sys.executable, "-c", _EXIT_PROBE, init, str(_free_port())],
+        [sys.executable, "-c", _EXIT_PROBE, init, str(free_port())],
         capture_output=True,
         text=True,
         env=env,
@@ -222,6 +235,8 @@ def test_iterate_launches_torchrun_and_a_dead_rank_resumes_from_the_last_saved_s
     while not latest.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     ranks = _ranks_of(two)
+    if job.poll() is not None:  # the job ended before it saved a step: show why
+        raise AssertionError(f"launched job exited {job.returncode}: {job.communicate()[1][-3000:]}")
     assert len(ranks) == 2, ranks  # two ranks of the phase command, launched by iterate
     os.kill(max(ranks), signal.SIGKILL)
     _, err = job.communicate(timeout=600)

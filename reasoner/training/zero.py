@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +108,6 @@ def _fill(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed(device: str) -> None:
     """One process without a launcher gets the rendezvous variables DeepSpeed expects; on CPU,
     the CPU accelerator (gloo) without the shared-memory op it would JIT-compile."""
@@ -122,7 +115,7 @@ def init_distributed(device: str) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(ranks.free_port()))
     deepspeed = _import_deepspeed()
     from deepspeed import ops
 
