@@ -4,12 +4,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import math
 import random
 from dataclasses import replace
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from reasoner import models, seeding
 from reasoner.config import ConfigError, RoleTrainConfig
@@ -18,7 +23,7 @@ from reasoner.ranks import LaunchError, barrier
 from reasoner.records import Pair, Problem, StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
-from reasoner.run import RunError
+from reasoner.run import RunError, atomic_write_bytes
 from reasoner.session import Session
 from reasoner.training import selection
 from reasoner.training.engine import get_engine
@@ -29,13 +34,33 @@ from reasoner.training.objectives.judge_rl import JudgeExample, leave_one_out
 from reasoner.training.trainer import Trainer
 
 
-def _logprobs(backend, pairs: list[tuple[list[int], list[int]]], what: str) -> list[list[float]]:
-    """``backend``'s token log-probs of each (prompt ids, completion ids), with a progress line
-    (a reference pass over an iteration's pairs takes minutes on a CPU)."""
+def _logprobs(s: Session, k: int, phase: str, spec: str, pairs: list[tuple[list[int], list[int]]], name: str):
+    """``spec``'s token log-probs of each (prompt ids, completion ids), with a progress line (a
+    reference pass over an iteration's pairs takes minutes on a CPU). The pass is kept in the
+    phase's `train_state` folder, so a phase resumed after a kill reads it back instead of running
+    it again; it goes with that folder when the phase completes (or is redone), and is used only
+    for the same model and the same sequences."""
     if not pairs:
         return []
+    what = f"iter {k} {phase} {name}"
+    key = hashlib.sha256(json.dumps([spec, pairs]).encode()).hexdigest()
+    kept = s.run.state_dir(k, phase).folder / f"{name.replace(' ', '_')}.logprobs.safetensors"
+    if kept.exists():
+        with safe_open(str(kept), "pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                flat, lengths = f.get_tensor("logprobs").tolist(), f.get_tensor("lengths").tolist()
+                say(f"{what}: read back ({len(pairs)} sequences, kept from the interrupted run)")
+                bounds = [0, *itertools.accumulate(lengths)]
+                return [flat[a:b] for a, b in itertools.pairwise(bounds)]
     with progress(what, len(pairs)) as update:
-        return backend.score_ids(pairs, progress=update)
+        out = s.backend(spec).score_ids(pairs, progress=update)
+    if s.run.ranks.main:
+        tensors = {
+            "logprobs": torch.tensor([x for row in out for x in row], dtype=torch.float64),
+            "lengths": torch.tensor([len(row) for row in out], dtype=torch.int64),
+        }
+        atomic_write_bytes(kept, save(tensors, metadata={"key": key}))
+    return out
 
 
 def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) -> dict[str, Any]:
@@ -144,7 +169,7 @@ def train(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
                 pairs=pairs,
                 step_separator=s.pack.step_separator,
                 # the model this iteration starts from; loaded only by objectives that ask
-                reference=lambda ids: _logprobs(s.backend(s.policy_spec(k)), ids, f"iter {k} train reference"),
+                reference=lambda ids: _logprobs(s, k, "train", s.policy_spec(k), ids, "reference"),
                 options=options,
             )
         )
@@ -265,14 +290,13 @@ def reward(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     chosen = [t for t in trajectories if labeller.name in labels.get(t.id, {})]
     kept = {t.id for g in accuracy_band(chosen, cfg.train.reward_band).values() for t in g}
     chosen = [t for t in chosen if t.id in kept]
-    ref = s.backend(s.roles.spec("reference", k))
 
     def make(tok):
         pairs = [
             (tok(t.prompt, add_special_tokens=False)["input_ids"], tok(t.text, add_special_tokens=False)["input_ids"])
             for t in chosen
         ]
-        ref_lp = _logprobs(ref, pairs, f"iter {k} reward reference")
+        ref_lp = _logprobs(s, k, "reward", s.roles.spec("reference", k), pairs, "reference")
         return [
             PRMExample(p, c, lp, 1.0 if t.correct else 0.0)
             for (p, c), lp, t in zip(pairs, ref_lp, chosen, strict=True)
@@ -349,8 +373,8 @@ def prime(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             completions = [tok(t.text + eos, add_special_tokens=False)["input_ids"] for t in g]
             encoded.append((prompt, completions, [1.0 if t.correct else 0.0 for t in g]))
         pairs = [(p, c) for p, cs, _ in encoded for c in cs]
-        ref = _logprobs(s.backend(s.roles.spec("reference", k)), pairs, f"iter {k} prime reference")
-        old = _logprobs(s.backend(s.policy_spec(k)), pairs, f"iter {k} prime old policy")
+        ref = _logprobs(s, k, "prime", s.roles.spec("reference", k), pairs, "reference")
+        old = _logprobs(s, k, "prime", s.policy_spec(k), pairs, "old policy")
         out, i = [], 0
         for p, cs, outcomes in encoded:
             out.append(Group(p, cs, outcomes, ref[i : i + len(cs)], old[i : i + len(cs)]))
@@ -388,7 +412,6 @@ def mstep(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     after = training_view(after, oracle)
     pairs = before_after_pairs(before, after)
     labelled = [t for t in before + after if t.correct is not None and t.text.strip()]
-    ref = s.backend(s.roles.spec("reference", k))
 
     def make(tok):
         def ids(text: str) -> list[int]:
@@ -397,7 +420,7 @@ def mstep(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         seqs = [(ids(t.prompt), ids(t.text)) for t in labelled]
         pair_ids = [(ids(g.prompt), ids(g.text), ids(b.text)) for g, b in pairs]
         asked = seqs + [(p, c) for p, c, _ in pair_ids] + [(p, r) for p, _, r in pair_ids]
-        scores = _logprobs(ref, asked, f"iter {k} mstep reference")
+        scores = _logprobs(s, k, "mstep", s.roles.spec("reference", k), asked, "reference")
         n, m = len(seqs), len(pair_ids)
         out: list = [
             PRMExample(p, c, scores[i], 1.0 if t.correct else 0.0)

@@ -3,6 +3,7 @@ a run through iterate), the oracle kept out of training data, and selection by p
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,11 +13,14 @@ from typer.testing import CliRunner
 from reasoner import models
 from reasoner.cli import app
 from reasoner.config import RoleTrainConfig
+from reasoner.ranks import Ranks
 from reasoner.records import Pair, Trajectory
+from reasoner.run import StateStore
 from reasoner.training.engine import TorchEngine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.data import RolloutData
 from reasoner.training.objectives.dpo import DPOExample, dpo_loss, outcome_pairs, rpo_loss, split_shared
+from reasoner.trainphases import _logprobs
 
 
 def test_dpo_loss_by_hand():
@@ -98,6 +102,33 @@ def test_examples_carry_reference_logprobs_and_one_step_trains(tiny):
     before = {n: p.detach().clone() for n, p in engine.params.items()}
     metrics = engine.train_step(examples, get_objective("dpo", beta=0.1))
     assert math.isfinite(metrics["loss"]) and all(not torch.equal(p, before[n]) for n, p in engine.params.items())
+
+
+def test_a_reference_pass_is_kept_for_the_resume_and_only_for_the_same_model_and_sequences(tmp_path, capsys):
+    """trainphases._logprobs: the pass goes to the phase's train_state folder; the same (model,
+    sequences) reads it back exactly, a different model or sequence list runs the pass again."""
+    calls = []
+
+    class Backend:
+        def score_ids(self, pairs, progress=None):
+            calls.append(len(pairs))
+            return [[-0.1 * (i + 1) / 3] * len(c) for i, (_, c) in enumerate(pairs)]
+
+    store = StateStore(tmp_path / "train_state_mstep")
+    s = SimpleNamespace(
+        run=SimpleNamespace(state_dir=lambda k, phase: store, ranks=Ranks()), backend=lambda _: Backend()
+    )
+    pairs = [([1, 2], [3, 4, 5]), ([1], [6])]
+    first = _logprobs(s, 2, "mstep", "reward@1", pairs, "reference")
+    assert calls == [2] and [p.name for p in store.folder.iterdir()] == ["reference.logprobs.safetensors"]
+    again = _logprobs(s, 2, "mstep", "reward@1", pairs, "reference")
+    assert calls == [2] and again == first  # read back, bit for bit (float64 on disk)
+    assert "iter 2 mstep reference: read back (2 sequences" in capsys.readouterr().err
+    _logprobs(s, 2, "mstep", "policy@1", pairs, "reference")  # another model
+    _logprobs(s, 2, "mstep", "policy@1", pairs[:1], "reference")  # other sequences
+    assert calls == [2, 2, 1]
+    store.clear()
+    assert not store.folder.exists()  # the phase's end takes the kept pass with it
 
 
 @pytest.mark.slow

@@ -298,6 +298,8 @@ def test_prime_run_killed_mid_training_resumes_identically(tmp_path):
     _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000002")
     err = _finish(_start(run, None))
     assert "iter 1 prime: resuming from step" in err
+    # both passes the killed run made are read back, not run again
+    assert "iter 1 prime reference: read back" in err and "iter 1 prime old policy: read back" in err
     _assert_same(run, snap)
 
 
@@ -359,6 +361,7 @@ def test_mutual_taught_killed_in_either_step_resumes_identically(tmp_path, where
     _kill_when(proc, lambda: latest.exists() and latest.read_text().strip() >= "step-000001")
     err = _finish(_start(run, None))
     assert f"iter 2 {phase}: resuming from step" in err
+    assert f"iter 2 {phase} reference: read back" in err  # the killed run's reference pass
     _assert_same(run, snap)
 
 
