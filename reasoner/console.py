@@ -39,7 +39,17 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task, completed=completed)
+        first = True
+
+        def update(completed: int) -> None:
+            nonlocal first
+            if first:  # a resumed phase starts at its saved step: not work done in no time
+                bar.reset(task, total=total, completed=completed)
+                first = False
+            else:
+                bar.update(task, completed=completed)
+
+        yield update
 
 
 def say(message: str) -> None:
@@ -50,19 +60,23 @@ def say(message: str) -> None:
 def _log_lines(description: str, total: int) -> Iterator[Callable[[int], None]]:
     start = last = time.monotonic()
     done = 0
+    base: int | None = None  # the first count reported: a resumed phase's saved step
 
     def line(completed: int) -> str:
         elapsed = time.monotonic() - start
+        since = completed - (base or 0)  # the rate counts only the work done in this process
         if completed >= total:
             eta = "done"
-        elif completed:
-            eta = f"eta {elapsed / completed * (total - completed):.0f}s"
+        elif since > 0:
+            eta = f"eta {elapsed / since * (total - completed):.0f}s"
         else:
             eta = "eta unknown"
         return f"{description}: {completed}/{total} ({completed / max(total, 1):.0%}), {elapsed:.0f}s, {eta}"
 
     def update(completed: int) -> None:
-        nonlocal last, done
+        nonlocal last, done, base
+        if base is None:
+            base = completed
         done = completed
         now = time.monotonic()
         if now - last >= LOG_EVERY and completed < total:
