@@ -146,8 +146,28 @@ def label(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
             by_id[lab.trajectory_id].step_rewards[name] = shape(lab.labels, cfg.label.shaping, cfg.label.clip_eta)
         steps = [v for lab in got for v in lab.labels]
         metrics[f"{name}_mean"] = sum(steps) / len(steps) if steps else 0.0
+        metrics.update(_pair_accuracies(name, [by_id[lab.trajectory_id] for lab in got]))
     rels = [s.run.write_records(k, "labels.jsonl", labels), s.run.write_records(k, "rollouts.jsonl", trajectories)]
     return rels, metrics
+
+
+def _pair_accuracies(name: str, labelled: list[Trajectory]) -> dict[str, Any]:
+    """``NAME_pair_accuracy_RULE`` for each selection rule (min, sum of the shaped step rewards):
+    how often the labeller puts a problem's correct sample above its incorrect ones
+    (`selection.pair_accuracy`), with ``NAME_pairs``; nothing when the label phase saw only one
+    outcome per problem (`label.only_correct`)."""
+    from reasoner.training.selection import RULES, pair_accuracy
+
+    out: dict[str, Any] = {}
+    for rule_name, rule in RULES.items():
+        scored = [
+            (t.problem_id, bool(t.correct), rule(t.step_rewards[name])) for t in labelled if t.correct is not None
+        ]
+        accuracy, pairs = pair_accuracy(scored)
+        if pairs:
+            out[f"{name}_pair_accuracy_{rule_name}"] = accuracy
+            out[f"{name}_pairs"] = pairs
+    return out
 
 
 def shape(values: list[float], how: str, eta: float) -> list[float]:

@@ -74,8 +74,8 @@ def loss(runs: list[Any], path: Path) -> Path:
 
 
 def rewards(runs: list[Any], path: Path) -> Path:
-    """Per iteration: the share of rollouts the verifier accepts and each labeller's mean step
-    reward."""
+    """Per iteration: the share of rollouts the verifier accepts, each labeller's mean step
+    reward and its pair accuracy against the verifier."""
     fig, ax = _figure("rewards of the rollouts", "iteration", "value")
     for r in runs:
         for key, pts in sorted(r.rewards.items()):

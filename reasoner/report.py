@@ -156,6 +156,9 @@ def run_series(rd: RunDir) -> RunSeries:
                 for k, v in e.items():
                     if k.endswith("_mean"):
                         r.rewards.setdefault(f"{k[:-5]} mean step reward", []).append((it, v))
+                    elif "_pair_accuracy_" in k:
+                        name, rule = k.split("_pair_accuracy_")
+                        r.rewards.setdefault(f"{name} pair accuracy ({rule})", []).append((it, v))
             elif phase == "balance":
                 for k in BALANCE_KEYS:
                     if isinstance(e.get(k), int | float):
@@ -182,7 +185,11 @@ FIGURES = {
         "held-out greedy pass@1 per iteration with standard-error bars; sampled pass@k and maj@k dashed where measured",
     ),  # fmt: skip
     "loss.png": ("loss", "training loss of each phase (train, reward, judge, prime) against its step"),
-    "rewards.png": ("rewards", "share of rollouts the verifier accepts and each labeller's mean step reward"),
+    "rewards.png": (
+        "rewards",
+        "share of rollouts the verifier accepts, each labeller's mean step reward and how often it puts a"
+        " problem's correct sample above its incorrect ones (pair accuracy; 0.5 is a coin)",
+    ),
     "step_f1.png": ("step_f1", "first-error F1 of each labeller against gold steps (`reasoner evaluate --steps`)"),
     "bstar.png": ("bstar", "B-STaR: balance score, exploration (pass@k), exploitation and the next temperature"),
 }

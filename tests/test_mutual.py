@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 
 from reasoner.cli import app
 from reasoner.records import Trajectory
+from reasoner.report import run_series
+from reasoner.run import RunDir
 from reasoner.training.objectives.mutual import before_after_pairs, bradley_terry_loss
+from reasoner.training.selection import pair_accuracy
 
 
 def _t(tid, pid, text, correct, source="sample"):
@@ -58,6 +61,15 @@ def test_mutual_taught_runs_through_iterate_and_the_m_step_feeds_the_next_label_
     # iteration 2's label phase scored with the PRM the M-step of iteration 1 trained
     labels = [json.loads(x) for x in (run / "iter_0002" / "labels.jsonl").read_text().splitlines()]
     assert any(v != 0.0 for lab in labels for v in lab["labels"])  # an untrained PRM scores all 0
+    # the label phase logs how often its PRM puts a problem's correct sample above its wrong ones:
+    # at iteration 1 the untrained PRM (the reference itself) scores every step 0, all ties, a coin
+    label = manifest["1"]["label"]["metrics"]
+    rows = [json.loads(x) for x in (run / "iter_0001" / "rollouts.jsonl").read_text().splitlines()]
+    scored = [(r["problem_id"], r["correct"], min(r["step_rewards"]["implicit"])) for r in rows]
+    assert (label["implicit_pair_accuracy_min"], label["implicit_pairs"]) == pair_accuracy(scored)
+    assert label["implicit_pairs"] >= 1 and label["implicit_pair_accuracy_sum"] == 0.5
+    series = run_series(RunDir(run)).rewards  # what `reasoner report` draws in rewards.png
+    assert series["implicit pair accuracy (min)"][0] == (1, 0.5)
     bad = CliRunner().invoke(app, ["iterate", "--run", str(tmp_path / "x"), "--config", str(config),
                                    *as_sets([*keys, 'label.labellers=["mc"]'])])  # fmt: skip
     assert bad.exit_code == 2 and "train.rank_by = 'implicit'" in " ".join(bad.output.split())

@@ -20,6 +20,7 @@ from reasoner.training.engine import TorchEngine
 from reasoner.training.objectives import get_objective
 from reasoner.training.objectives.data import RolloutData
 from reasoner.training.objectives.dpo import DPOExample, dpo_loss, outcome_pairs, rpo_loss, split_shared
+from reasoner.training.selection import pair_accuracy
 from reasoner.trainphases import _logprobs
 
 
@@ -238,6 +239,17 @@ def test_threshold_calibration_by_hand():
     assert RULES.lookup("min")([0.5, -1.0, 2.0]) == -1.0 and RULES.lookup("sum")([0.5, -1.0, 2.0]) == 1.5
 
 
+def test_pair_accuracy_by_hand():
+    # problem a: correct 0.9 and 0.2 against incorrect 0.5: 0.9 > 0.5 wins, 0.2 < 0.5 loses (1 of 2);
+    # problem b: correct 0.3 against incorrect 0.3 (a tie, 1/2) and 0.1 (a win): 1.5 of 2;
+    # problem c: only correct samples, no pair. (1 + 1.5) / 4 = 0.625
+    rows = [("a", True, 0.9), ("a", True, 0.2), ("a", False, 0.5), ("b", True, 0.3), ("b", False, 0.3)]
+    rows += [("b", False, 0.1), ("c", True, 0.7)]
+    assert pair_accuracy(rows) == (0.625, 4)
+    assert pair_accuracy([("a", False, 0.9), ("b", True, 0.1)])[1] == 0  # never within one problem
+    assert math.isnan(pair_accuracy([])[0])
+
+
 def test_select_by_reward_keeps_correct_samples_above_the_calibrated_threshold():
     from reasoner.config import TrainConfig
     from reasoner.trainphases import select_by_reward
@@ -314,6 +326,13 @@ def test_selection_by_mc_rewards_through_iterate(tmp_path):
     train = json.loads((tmp_path / "r" / "manifest.json").read_text())["iterations"]["1"]["train"]["metrics"]
     assert train["select_scored_correct"] > 0 and 0 <= train["select_kept_correct"] <= train["select_scored_correct"]
     assert train["examples"] == train["select_kept_correct"]  # rft trains on the kept correct samples
+    # the label phase's pair accuracy of the MC rewards, recomputed from the rollouts it wrote
+    label = json.loads((tmp_path / "r" / "manifest.json").read_text())["iterations"]["1"]["label"]["metrics"]
+    rows = [json.loads(x) for x in (tmp_path / "r" / "iter_0001" / "rollouts.jsonl").read_text().splitlines()]
+    for rule, agg in (("min", min), ("sum", sum)):
+        scored = [(r["problem_id"], r["correct"], agg(r["step_rewards"]["mc"])) for r in rows]
+        assert (label[f"mc_pair_accuracy_{rule}"], label["mc_pairs"]) == pair_accuracy(scored)
+    assert label["mc_pairs"] >= 1 and label["mc_pair_accuracy_sum"] > 0.5  # not all ties on this seeded run
     # a fixed threshold above any MC score (they lie in [0, 1]) keeps no correct sample
     fixed = [*sets, "train.select_calibrate=false", "train.select_threshold=2.0"]
     result = CliRunner().invoke(

@@ -11,7 +11,7 @@ script picks its threshold on the data it scores, which inflates its figures; th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import groupby
 
 from reasoner.registry import Registry
@@ -41,3 +41,21 @@ def calibrate(scores: list[float], correct: list[bool]) -> float:
         flags = [c for _, c in group]
         below_pos, below_neg = below_pos + sum(flags), below_neg + len(flags) - sum(flags)
     return best_t
+
+
+def pair_accuracy(samples: Iterable[tuple[str, bool, float]]) -> tuple[float, int]:
+    """How well a reward orders a problem's verified samples, from outcome labels alone: over
+    every (correct, incorrect) pair of samples of one problem (``samples``: problem id, correct,
+    score), the share in which the correct one scores higher, a tie counting half (the
+    within-problem AUC; 0.5 is a coin). Returns (accuracy, pairs); accuracy is nan with no pair.
+    A reward the policy is ranked or selected by should stay above 0.5 here as it is retrained."""
+    by_problem: dict[str, tuple[list[float], list[float]]] = {}
+    for problem, correct, score in samples:
+        by_problem.setdefault(problem, ([], []))[0 if correct else 1].append(score)
+    won, pairs = 0.0, 0
+    for right, wrong in by_problem.values():
+        for a in right:
+            for b in wrong:
+                won += 1.0 if a > b else 0.5 if a == b else 0.0
+        pairs += len(right) * len(wrong)
+    return (won / pairs if pairs else float("nan")), pairs
