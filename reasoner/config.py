@@ -121,10 +121,16 @@ class SearchConfig:
     mcts_dirichlet_weight: float = _f(0.0, "MCTS: weight of root Dirichlet noise in the priors (0 disables it).")
     mcts_value: str = _f("implicit", "MCTS: value of a non-terminal node: implicit (reward model) or none (0.5).")
     pair_margin: float = _f(0.3, "MCTS: smallest Q difference between sibling steps that makes a preference pair.")
+    pair_kinds: str = _f(
+        "any",
+        "MCTS pairs: any two sibling steps, or same: only two that both end the solution or both continue it.",
+    )
 
     def __post_init__(self) -> None:
         if self.mcts_value not in ("implicit", "none"):
             raise ConfigError("search.mcts_value must be implicit or none")
+        if self.pair_kinds not in ("any", "same"):
+            raise ConfigError(f"search.pair_kinds must be any or same, got {self.pair_kinds!r}")
         if min(self.beam_width, self.beam_expansions, self.mcts_expansions, self.max_steps, self.step_tokens) < 1:
             raise ConfigError("search widths, expansions, max_steps and step_tokens must be >= 1")
 

@@ -132,33 +132,36 @@ def test_a_reference_pass_is_kept_for_the_resume_and_only_for_the_same_model_and
     assert not store.folder.exists()  # the phase's end takes the kept pass with it
 
 
+DPO_MCTS = [  # DPO on MCTS step pairs, tiny model: one iteration in seconds
+    "model.policy=tiny",
+    "run.seed=3",
+    "run.iterations=1",
+    "run.baseline_eval=false",
+    "task.train_size=4",
+    "task.test_size=2",
+    "task.prompt=zeroshot",
+    "generate.searcher=mcts",
+    "generate.samples=4",
+    "generate.temperature=1.0",
+    "search.mcts_simulations=4",
+    "search.mcts_expansions=2",
+    "search.step_tokens=6",
+    "search.mcts_value=none",
+    "search.pair_margin=0.0",
+    "verify.require_steps=false",
+    "train.policy.objective=dpo",
+    "train.policy.lora_rank=0",
+    "train.policy.micro_batch_size=2",
+    "train.policy.batch_size=2",
+    "train.policy.max_steps=2",
+    "evaluate.k=0",
+    "evaluate.max_new_tokens=4",
+]
+
+
 @pytest.mark.slow
 def test_dpo_through_iterate_with_mcts_step_pairs(tmp_path):
-    sets = [
-        "model.policy=tiny",
-        "run.seed=3",
-        "run.iterations=1",
-        "run.baseline_eval=false",
-        "task.train_size=4",
-        "task.test_size=2",
-        "task.prompt=zeroshot",
-        "generate.searcher=mcts",
-        "generate.samples=4",
-        "generate.temperature=1.0",
-        "search.mcts_simulations=4",
-        "search.mcts_expansions=2",
-        "search.step_tokens=6",
-        "search.mcts_value=none",
-        "search.pair_margin=0.0",
-        "verify.require_steps=false",
-        "train.policy.objective=dpo",
-        "train.policy.lora_rank=0",
-        "train.policy.micro_batch_size=2",
-        "train.policy.batch_size=2",
-        "train.policy.max_steps=2",
-        "evaluate.k=0",
-        "evaluate.max_new_tokens=4",
-    ]
+    sets = DPO_MCTS
     result = CliRunner().invoke(
         app, ["iterate", "--run", str(tmp_path / "r"), *[x for s in sets for x in ("--set", s)]]
     )
@@ -376,3 +379,26 @@ def test_reward_band_trains_the_prm_on_the_prompts_with_both_outcomes_through_it
     assert examples["both"] == len(mixed) and 0 < len(mixed) < len(written)
     bad = CliRunner().invoke(app, ["iterate", "--run", str(tmp_path / "x"), "--set", "train.reward_band=[0.9, 0.1]"])
     assert bad.exit_code == 2 and "train.reward_band must be [low, high]" in " ".join(bad.output.split())
+
+
+@pytest.mark.slow
+def test_pair_kinds_same_keeps_only_sibling_steps_that_both_end_or_both_continue_through_iterate(tmp_path):
+    """search.pair_kinds = "same": the same trees (the search does not read the key), and of
+    their visited sibling pairs only those whose two steps both end the solution or both go on
+    become DPO pairs; "any" (the default) pairs them all (pair_margin 0 here)."""
+    counts = {}
+    for kinds in ("any", "same"):
+        run = tmp_path / kinds
+        keys = [*DPO_MCTS, f"search.pair_kinds={kinds}", "train.policy.max_steps=1"]
+        result = CliRunner().invoke(app, ["iterate", "--run", str(run), *[x for s in keys for x in ("--set", s)]])
+        assert result.exit_code == 0, result.output
+        trees = [json.loads(x) for x in (run / "iter_0001" / "trees.jsonl").read_text().splitlines()]
+        kids = [[n for n in t["nodes"] if n["parent"] == p["id"] and n["visits"]] for t in trees for p in t["nodes"]]
+        every = [(a, b) for ks in kids for i, a in enumerate(ks) for b in ks[i + 1 :]]
+        same = [(a, b) for a, b in every if a["terminal"] == b["terminal"]]
+        counts[kinds] = (len((run / "iter_0001" / "pairs.jsonl").read_text().splitlines()), len(every), len(same))
+    assert counts["any"][1:] == counts["same"][1:]  # the same trees
+    assert counts["any"][0] == counts["any"][1] and counts["same"][0] == counts["same"][2]
+    assert counts["same"][2] < counts["any"][1]  # this run has mixed pairs to drop
+    bad = CliRunner().invoke(app, ["iterate", "--run", str(tmp_path / "x"), "--set", "search.pair_kinds=some"])
+    assert bad.exit_code == 2 and "search.pair_kinds must be any or same" in bad.output

@@ -111,3 +111,26 @@ def test_expanding_a_node_reuses_its_prefix(tiny, monkeypatch):
     # Each expansion prefills only the last token of its node (the one sampled but not yet fed).
     assert prefill <= nodes + 1
     assert (prefill + new_tokens) / max(new_tokens, 1) < 1.5
+
+
+def test_mcts_pairs_of_the_same_kind_by_hand():
+    """Siblings a (ends the solution, Q 1), b (goes on, Q 0.5), c (ends it, Q 0): any pairs all
+    three (a over b, a over c, b over c, weights the Q gaps); same pairs only a over c."""
+    from reasoner.search.mcts import _pairs
+
+    tree = SearchTree.start(Problem("p", "arith", "Q", "7"), "Q:", [1, 2])
+    a = tree.add(0, "The answer is 7.", [3], -1.0, terminal=True)
+    b = tree.add(0, "3 + 4 = 7\n", [4], -1.0, terminal=False)
+    c = tree.add(0, "The answer is 9.", [5], -1.0, terminal=True)
+    for node, value in ((a, 1.0), (b, 0.5), (c, 0.0)):
+        tree.backup(node, value)
+    got = [(p.chosen, p.rejected, p.weight) for p in _pairs(tree, 0.0)]
+    assert got == [
+        ("The answer is 7.", "3 + 4 = 7\n", 0.5),
+        ("The answer is 7.", "The answer is 9.", 1.0),
+        ("3 + 4 = 7\n", "The answer is 9.", 0.5),
+    ]
+    assert [(p.chosen, p.rejected) for p in _pairs(tree, 0.0, same_kind=True)] == [
+        ("The answer is 7.", "The answer is 9.")
+    ]
+    assert len(_pairs(tree, 0.6)) == 1  # the margin still applies: only a over c differs by 0.6+

@@ -11,7 +11,8 @@ one batched generation call. A problem stops after ``mcts_simulations`` simulati
 
 Outputs: a trajectory per terminal node (its steps' Q values in ``meta["node_q"]``, which the MC
 labeller reuses), the trees, and step-level preference pairs between sibling steps whose Q
-values differ by at least ``pair_margin``.
+values differ by at least ``pair_margin`` (with ``pair_kinds = "same"`` only siblings that both
+end the solution or both continue it).
 """
 
 from __future__ import annotations
@@ -125,18 +126,23 @@ def mcts(problems, backend, pack, tokenizer, settings: SearchSettings, progress=
             traj = tree.trajectory(n, f"{tree.problem.id}/m{rank}", "mcts")
             traj.meta["visits"] = tree.nodes[n].visits
             out.append(traj)
-        pairs += _pairs(tree, cfg.pair_margin)
+        pairs += _pairs(tree, cfg.pair_margin, same_kind=cfg.pair_kinds == "same")
     return SearchResult(out, [tree.record("mcts") for tree in trees], pairs)
 
 
-def _pairs(tree: SearchTree, margin: float) -> list[Pair]:
+def _pairs(tree: SearchTree, margin: float, same_kind: bool = False) -> list[Pair]:
     """Sibling steps whose Q values differ by at least ``margin``: chosen and rejected are the
-    two step prefixes (the steps from the root, joined)."""
+    two step prefixes (the steps from the root, joined). With ``same_kind`` only two steps that
+    both end the solution or both continue it: an answer given too early is the rejected step of
+    most mixed pairs (in one DPO run's first iteration on `arith`, of the 449 pairs where one step
+    states the answer, the rejected one in 403), and DPO on them learns not to answer at all."""
     out = []
     for kids in tree.children.values():
         seen = [k for k in kids if tree.nodes[k].visits]
         for i, a in enumerate(seen):
             for b in seen[i + 1 :]:
+                if same_kind and tree.nodes[a].terminal != tree.nodes[b].terminal:
+                    continue
                 qa, qb = tree.q(a), tree.q(b)
                 if abs(qa - qb) >= margin:
                     hi, lo = (a, b) if qa > qb else (b, a)
