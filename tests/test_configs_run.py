@@ -72,3 +72,23 @@ def test_no_shipped_config_trains_on_gold_step_labels(config):
     from reasoner import configfile
 
     assert configfile.load(config, warn=False).verify.require_steps is False
+
+
+def test_every_bench_methods_row_loads_and_only_the_oracle_row_reads_gold_steps():
+    """bench/methods.py's rows are configs/ files plus --set overrides: each loads (a misspelt key
+    or a bad value fails here, not hours into a benchmark), and only rft-oracle names the oracle."""
+    import importlib.util
+
+    from reasoner import configfile
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "methods.py"
+    spec = importlib.util.spec_from_file_location("bench_methods", path)
+    methods = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(methods)
+    rows = {**methods.METHODS, **methods.REAL}
+    assert {"rft-oracle", "dpo", "dpo-nll", "dpo-same", "mutual", "rft-code-gsm8k"} <= set(rows)
+    for name, (config, overrides) in rows.items():
+        loaded = configfile.load(path.parents[1] / "configs" / config, overrides, warn=False)
+        assert loaded.verify.require_steps is (name == "rft-oracle"), name
+    same = configfile.load(path.parents[1] / "configs" / rows["dpo-same"][0], rows["dpo-same"][1], warn=False)
+    assert same.search.pair_kinds == "same" and same.train.policy.objective == "dpo"
