@@ -199,7 +199,7 @@ def run(req: Request, out: Path) -> dict[str, Any]:
         say(f"resuming {out}: {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
     per = 1 + req.k  # generations per problem
     done = sum(len(chunks[c]) for c in range(len(chunks)) if c not in todo) * per
-    with progress(f"evaluate {Path(res.policy).name}", len(problems) * per) as update:
+    with progress(f"evaluate {Path(res.policy).name}", len(problems) * per, start=done) as update:
         update(done)
         for c in todo:
             idx = chunks[c]

@@ -19,14 +19,15 @@ LOG_EVERY = 30.0
 
 
 @contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``update(completed)``; shows a bar with elapsed time and ETA."""
+def progress(description: str, total: int, start: int = 0) -> Iterator[Callable[[int], None]]:
+    """Yield ``update(completed)``; shows a bar with elapsed time and ETA. ``start``: the work
+    already done before this process (a resumed phase's saved step), which the ETA's rate leaves out."""
     mode = os.environ.get("REASONER_PROGRESS")
     if mode == "0":
         yield lambda completed: None
         return
     if not (sys.stderr.isatty() or mode == "1"):
-        with _log_lines(description, total) as update:
+        with _log_lines(description, total, start) as update:
             yield update
         return
     columns = [
@@ -38,18 +39,8 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        first = True
-
-        def update(completed: int) -> None:
-            nonlocal first
-            if first:  # a resumed phase starts at its saved step: not work done in no time
-                bar.reset(task, total=total, completed=completed)
-                first = False
-            else:
-                bar.update(task, completed=completed)
-
-        yield update
+        task = bar.add_task(description, total=total, completed=start)  # rich's speed counts updates only
+        yield lambda completed: bar.update(task, completed=completed)
 
 
 def say(message: str) -> None:
@@ -57,14 +48,13 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def _log_lines(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    start = last = time.monotonic()
-    done = 0
-    base: int | None = None  # the first count reported: a resumed phase's saved step
+def _log_lines(description: str, total: int, start: int) -> Iterator[Callable[[int], None]]:
+    began = last = time.monotonic()
+    done = start
 
     def line(completed: int) -> str:
-        elapsed = time.monotonic() - start
-        since = completed - (base or 0)  # the rate counts only the work done in this process
+        elapsed = time.monotonic() - began
+        since = completed - start  # the rate counts only the work done in this process
         if completed >= total:
             eta = "done"
         elif since > 0:
@@ -74,9 +64,7 @@ def _log_lines(description: str, total: int) -> Iterator[Callable[[int], None]]:
         return f"{description}: {completed}/{total} ({completed / max(total, 1):.0%}), {elapsed:.0f}s, {eta}"
 
     def update(completed: int) -> None:
-        nonlocal last, done, base
-        if base is None:
-            base = completed
+        nonlocal last, done
         done = completed
         now = time.monotonic()
         if now - last >= LOG_EVERY and completed < total:

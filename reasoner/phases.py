@@ -41,7 +41,8 @@ def generate(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
     n_chunks = math.ceil(len(problems) / size)
     out: dict[str, list] = {"rollouts": [], "trees": [], "pairs": []}
     types = {"rollouts": Trajectory, "trees": Tree, "pairs": Pair}
-    with progress(f"iter {k} generate", n_chunks) as update:
+    done = sum(chunks["rollouts"].has(c) for c in range(n_chunks))  # by a killed run: no part of the ETA's rate
+    with progress(f"iter {k} generate", n_chunks, start=done) as update:
         for c in range(n_chunks):
             if not chunks["rollouts"].has(c):
                 seed = seeding.derive(cfg.run.seed, "generate", k, c)

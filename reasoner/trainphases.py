@@ -95,7 +95,7 @@ def _fit(s: Session, k: int, phase: str, role: str, make_examples, objective) ->
         say(f"iter {k} {phase}: resuming from step {trainer.step} ({latest.name})")
     s.run.begin_phase(k, phase, keep_steps_upto=trainer.step)
     last: dict[str, float] = {}
-    with progress(f"iter {k} {phase}", total) as update:
+    with progress(f"iter {k} {phase}", total, start=trainer.step) as update:
         update(trainer.step)
         while trainer.step < total:
             step = trainer.step

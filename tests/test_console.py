@@ -49,9 +49,20 @@ def test_a_resumed_progress_line_extrapolates_from_the_steps_done_since_the_resu
     monkeypatch.setattr(console, "LOG_EVERY", 0.0)
     clock = iter([1000.0, 1000.0, 1000.0, 1036.0, 1036.0, 1036.0, 1036.0])
     monkeypatch.setattr(console.time, "monotonic", lambda: next(clock))
-    with console.progress("iter 3 mstep", 382) as update:
+    with console.progress("iter 3 mstep", 382, start=105) as update:
         update(105)  # the saved step the phase resumes from
         update(109)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == "iter 3 mstep: 105/382 (27%), 0s, eta unknown"
     assert lines[1] == "iter 3 mstep: 109/382 (29%), 36s, eta 2457s"
+
+
+def test_a_first_update_after_real_work_has_an_eta(capsys, monkeypatch):
+    """Without a resume point the rate counts from 0: one chunk of 4 in 125 s leaves 375 s."""
+    monkeypatch.delenv("REASONER_PROGRESS", raising=False)
+    monkeypatch.setattr(console, "LOG_EVERY", 0.0)
+    clock = iter([1000.0, 1125.0, 1125.0, 1125.0])
+    monkeypatch.setattr(console.time, "monotonic", lambda: next(clock))
+    with console.progress("iter 1 generate", 4) as update:
+        update(1)
+    assert capsys.readouterr().err.splitlines()[0] == "iter 1 generate: 1/4 (25%), 125s, eta 375s"
