@@ -211,6 +211,8 @@ def _phase(
         _fail(err)
     if rd.ranks.main:
         _json(metrics)
+    if rd.ranks.launched:
+        ranks.exit_now(0)  # no interpreter teardown, where a ZeRO-3 rank can abort after its work
 
 
 def _phase_command(phase: recipes.Phase):

@@ -15,6 +15,7 @@ import atexit
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +150,17 @@ def finish_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_now(code: int = 0) -> None:
+    """End a launched rank whose work is done and saved: flush its output, then leave without
+    the interpreter's teardown. Under ZeRO-3 (gloo) a finished rank can abort in that teardown,
+    after its last Python line ("terminate called without an active exception", no Python frame
+    left), which the launcher reports as the job failing; nothing is left to clean up by then
+    (the group is destroyed, the run's files written and its lock released)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _destroy_group() -> None:

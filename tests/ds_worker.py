@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from reasoner.config import RoleTrainConfig
-from reasoner.ranks import finish_group
+from reasoner.ranks import exit_now, finish_group
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives.rft import RFT, SFTExample
 
@@ -75,6 +75,7 @@ def main() -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print("LOSSES " + json.dumps(losses), flush=True)
     finish_group()
+    exit_now()  # as a launched phase command ends (reasoner.cli)
 
 
 if __name__ == "__main__":
