@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from reasoner import models, seeding
@@ -34,24 +34,28 @@ from reasoner.training.objectives.judge_rl import JudgeExample, leave_one_out
 from reasoner.training.trainer import Trainer
 
 
-def _logprobs(s: Session, k: int, phase: str, spec: str, pairs: list[tuple[list[int], list[int]]], name: str):
+def _logprobs(
+    s: Session, k: int, phase: str, spec: str, pairs: list[tuple[list[int], list[int]]], name: str
+) -> list[list[float]]:
     """``spec``'s token log-probs of each (prompt ids, completion ids), with a progress line (a
     reference pass over an iteration's pairs takes minutes on a CPU). The pass is kept in the
     phase's `train_state` folder, so a phase resumed after a kill reads it back instead of running
     it again; it goes with that folder when the phase completes (or is redone), and is used only
-    for the same model and the same sequences."""
+    for the same model and the same sequences (a file that does not read is passed over)."""
     if not pairs:
         return []
     what = f"iter {k} {phase} {name}"
     key = hashlib.sha256(json.dumps([spec, pairs]).encode()).hexdigest()
     kept = s.run.state_dir(k, phase).folder / f"{name.replace(' ', '_')}.logprobs.safetensors"
-    if kept.exists():
+    try:
         with safe_open(str(kept), "pt") as f:
             if (f.metadata() or {}).get("key") == key:
                 flat, lengths = f.get_tensor("logprobs").tolist(), f.get_tensor("lengths").tolist()
                 say(f"{what}: read back ({len(pairs)} sequences, kept from the interrupted run)")
                 bounds = [0, *itertools.accumulate(lengths)]
                 return [flat[a:b] for a, b in itertools.pairwise(bounds)]
+    except (OSError, SafetensorError):  # none kept, or not readable: run the pass
+        pass
     with progress(what, len(pairs)) as update:
         out = s.backend(spec).score_ids(pairs, progress=update)
     if s.run.ranks.main:

@@ -128,6 +128,8 @@ def test_a_reference_pass_is_kept_for_the_resume_and_only_for_the_same_model_and
     _logprobs(s, 2, "mstep", "policy@1", pairs, "reference")  # another model
     _logprobs(s, 2, "mstep", "policy@1", pairs[:1], "reference")  # other sequences
     assert calls == [2, 2, 1]
+    (store.folder / "reference.logprobs.safetensors").write_bytes(b"not safetensors")  # a damaged file
+    assert _logprobs(s, 2, "mstep", "reward@1", pairs, "reference") == first and calls == [2, 2, 1, 2]
     store.clear()
     assert not store.folder.exists()  # the phase's end takes the kept pass with it
 
