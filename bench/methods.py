@@ -302,6 +302,8 @@ def _rows(run: Path) -> list[dict]:
                 "pass@1": ev["pass@1"],
                 "stderr": ev["pass@1_stderr"],
                 "valid_steps": ev.get("correct_with_valid_steps"),
+                # greedy answers that ran into the token cap: a policy that stopped answering
+                "cut": ev.get("cut_by_token_cap"),
                 "minutes": round(seconds / 60, 1),
             }
         )
@@ -327,6 +329,7 @@ def main() -> None:
         ]
     print(
         f"{'method':<17} " + " ".join(f"{'iter ' + str(i):>14}" for i in range(args.iterations + 1)) + "  valid steps"
+        "  cut"
     )
     for r in results:
         if "error" in r:
@@ -341,7 +344,9 @@ def main() -> None:
         reward = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("reward") or {}).items() if v is not None)
         trained = "/".join(str(n) for n in r["policy_examples"].values())
         valid = f"{100 * last:>6.1f}%" if last is not None else f"{'-':>7}"  # no gold steps (GSM8K)
-        print(f"{r['method']:<17} {cells}  {valid}  {reward}  examples {trained or '-'}")
+        cut = r["iterations"][-1].get("cut")
+        cut = f"{100 * cut:>5.1f}%" if cut is not None else f"{'-':>6}"
+        print(f"{r['method']:<17} {cells}  {valid:>11}  {cut}  {reward}  examples {trained or '-'}")
         if r.get("iteration_0_from"):
             print(f"{'':<17} (iteration 0: {r['iteration_0_from']}'s evaluation of the same start, same settings)")
     by = {r["method"]: r for r in results if "error" not in r}
