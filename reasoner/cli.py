@@ -203,8 +203,6 @@ def _phase(
         with rd:
             k = iteration if iteration is not None else loop.current_iteration(rd, conf, name, redo=redo)
             metrics = loop.run_single(rd, conf, k, name, redo_phase=redo)
-        if rd.ranks.launched:
-            ranks.finish_group()  # every rank done before any tears the group down
     except UserError as err:
         if rd is not None:
             _discard_if_empty(rd)
@@ -212,7 +210,7 @@ def _phase(
     if rd.ranks.main:
         _json(metrics)
     if rd.ranks.launched:
-        ranks.exit_now(0)  # no interpreter teardown, where a ZeRO-3 rank can abort after its work
+        ranks.leave(0)  # after every rank is done, and without the interpreter's teardown
 
 
 def _phase_command(phase: recipes.Phase):

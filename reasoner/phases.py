@@ -160,10 +160,9 @@ def _pair_accuracies(name: str, labelled: list[Trajectory]) -> dict[str, Any]:
     from reasoner.training.selection import RULES, pair_accuracy
 
     out: dict[str, Any] = {}
+    verified = [t for t in labelled if t.correct is not None]
     for rule_name, rule in RULES.items():
-        scored = [
-            (t.problem_id, bool(t.correct), rule(t.step_rewards[name])) for t in labelled if t.correct is not None
-        ]
+        scored = [(t.problem_id, bool(t.correct), rule(t.step_rewards[name])) for t in verified]
         accuracy, pairs = pair_accuracy(scored)
         if pairs:
             out[f"{name}_pair_accuracy_{rule_name}"] = accuracy

@@ -140,24 +140,19 @@ def destroy_group_at_exit() -> None:
     atexit.register(_destroy_group)
 
 
-def finish_group() -> None:
-    """End the job's process group once this rank's work is done: a barrier, so no rank tears
-    down while another's last collective is still in flight to it, then the group's destruction.
-    A rank that exits right after its last collective can otherwise abort in teardown
-    ("terminate called without an active exception") while its peer is still finishing."""
+def leave(code: int = 0) -> None:
+    """End a launched rank whose work is done and saved. First a barrier, so no rank tears the
+    process group down while another's last collective is still in flight to it; then the
+    group's destruction; then, with its output flushed, the process leaves without the
+    interpreter's teardown. Under ZeRO-3 (gloo) a finished rank could abort in that teardown,
+    after its last Python line ("terminate called without an active exception", no Python frame
+    left), which the launcher reports as the job failing; nothing is left to clean up by then (the
+    run's files are written and its lock released)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
-
-
-def exit_now(code: int = 0) -> None:
-    """End a launched rank whose work is done and saved: flush its output, then leave without
-    the interpreter's teardown. Under ZeRO-3 (gloo) a finished rank can abort in that teardown,
-    after its last Python line ("terminate called without an active exception", no Python frame
-    left), which the launcher reports as the job failing; nothing is left to clean up by then
-    (the group is destroyed, the run's files written and its lock released)."""
+    _destroy_group()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -11,6 +11,7 @@ either the old file or the new one. A phase is marked complete only after its ar
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -481,6 +482,35 @@ class StateStore:
         barrier()
         if self.ranks.main:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    def keep_rows(self, name: str, key: str, rows: list[list[float]]) -> None:
+        """Keep rows of numbers (a reference log-prob pass) beside the saved steps, as float64
+        safetensors tagged with ``key``; they go with the folder (`clear`, a redo). Rank 0 writes."""
+        if not self.ranks.main:
+            return
+        import numpy as np
+        from safetensors.numpy import save
+
+        data = {
+            "values": np.array([x for row in rows for x in row], dtype=np.float64),
+            "lengths": np.array([len(row) for row in rows], dtype=np.int64),
+        }
+        atomic_write_bytes(self.folder / f"{name}.rows.safetensors", save(data, metadata={"key": key}))
+
+    def kept_rows(self, name: str, key: str) -> list[list[float]] | None:
+        """The rows `keep_rows` kept under ``name`` for this ``key``; None if there are none for it
+        (or the file does not read)."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(self.folder / f"{name}.rows.safetensors"), "np") as f:
+                if (f.metadata() or {}).get("key") != key:
+                    return None
+                values, lengths = f.get_tensor("values").tolist(), f.get_tensor("lengths").tolist()
+        except (OSError, SafetensorError):
+            return None
+        bounds = [0, *itertools.accumulate(lengths)]
+        return [values[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def run_path(name: str) -> Path:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import random
@@ -13,8 +12,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
 from reasoner import models, seeding
 from reasoner.config import ConfigError, RoleTrainConfig
@@ -23,7 +20,7 @@ from reasoner.ranks import LaunchError, barrier
 from reasoner.records import Pair, Problem, StepLabels, Trajectory
 from reasoner.rewards import get_labeller, judge_rules
 from reasoner.rewards.judge import verdict
-from reasoner.run import RunError, atomic_write_bytes
+from reasoner.run import RunError
 from reasoner.session import Session
 from reasoner.training import selection
 from reasoner.training.engine import get_engine
@@ -46,24 +43,14 @@ def _logprobs(
         return []
     what = f"iter {k} {phase} {name}"
     key = hashlib.sha256(json.dumps([spec, pairs]).encode()).hexdigest()
-    kept = s.run.state_dir(k, phase).folder / f"{name.replace(' ', '_')}.logprobs.safetensors"
-    try:
-        with safe_open(str(kept), "pt") as f:
-            if (f.metadata() or {}).get("key") == key:
-                flat, lengths = f.get_tensor("logprobs").tolist(), f.get_tensor("lengths").tolist()
-                say(f"{what}: read back ({len(pairs)} sequences, kept from the interrupted run)")
-                bounds = [0, *itertools.accumulate(lengths)]
-                return [flat[a:b] for a, b in itertools.pairwise(bounds)]
-    except (OSError, SafetensorError):  # none kept, or not readable: run the pass
-        pass
+    store = s.run.state_dir(k, phase)
+    kept = store.kept_rows(name.replace(" ", "_"), key)
+    if kept is not None:
+        say(f"{what}: read back ({len(pairs)} sequences, kept from the interrupted run)")
+        return kept
     with progress(what, len(pairs)) as update:
         out = s.backend(spec).score_ids(pairs, progress=update)
-    if s.run.ranks.main:
-        tensors = {
-            "logprobs": torch.tensor([x for row in out for x in row], dtype=torch.float64),
-            "lengths": torch.tensor([len(row) for row in out], dtype=torch.int64),
-        }
-        atomic_write_bytes(kept, save(tensors, metadata={"key": key}))
+    store.keep_rows(name.replace(" ", "_"), key, out)
     return out
 
 

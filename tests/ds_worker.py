@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from reasoner.config import RoleTrainConfig
-from reasoner.ranks import exit_now, finish_group
+from reasoner.ranks import leave
 from reasoner.training.engine import get_engine
 from reasoner.training.objectives.rft import RFT, SFTExample
 
@@ -74,8 +74,7 @@ def main() -> None:
         engine.export(Path(a.export), engine.tokenizer)
     if int(os.environ.get("RANK", "0")) == 0:
         print("LOSSES " + json.dumps(losses), flush=True)
-    finish_group()
-    exit_now()  # as a launched phase command ends (reasoner.cli)
+    leave()  # as a launched phase command ends (reasoner.cli)
 
 
 if __name__ == "__main__":

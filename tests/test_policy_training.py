@@ -121,14 +121,14 @@ def test_a_reference_pass_is_kept_for_the_resume_and_only_for_the_same_model_and
     )
     pairs = [([1, 2], [3, 4, 5]), ([1], [6])]
     first = _logprobs(s, 2, "mstep", "reward@1", pairs, "reference")
-    assert calls == [2] and [p.name for p in store.folder.iterdir()] == ["reference.logprobs.safetensors"]
+    assert calls == [2] and [p.name for p in store.folder.iterdir()] == ["reference.rows.safetensors"]
     again = _logprobs(s, 2, "mstep", "reward@1", pairs, "reference")
     assert calls == [2] and again == first  # read back, bit for bit (float64 on disk)
     assert "iter 2 mstep reference: read back (2 sequences" in capsys.readouterr().err
     _logprobs(s, 2, "mstep", "policy@1", pairs, "reference")  # another model
     _logprobs(s, 2, "mstep", "policy@1", pairs[:1], "reference")  # other sequences
     assert calls == [2, 2, 1]
-    (store.folder / "reference.logprobs.safetensors").write_bytes(b"not safetensors")  # a damaged file
+    (store.folder / "reference.rows.safetensors").write_bytes(b"not safetensors")  # a damaged file
     assert _logprobs(s, 2, "mstep", "reward@1", pairs, "reference") == first and calls == [2, 2, 1, 2]
     store.clear()
     assert not store.folder.exists()  # the phase's end takes the kept pass with it
