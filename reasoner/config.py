@@ -55,7 +55,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     pack: str = _f("arith", "Task pack name (arith, gsm8k, math).")
-    source: str = _f("", "Where gsm8k/math read from: a folder of JSONL files or a hub name.")
+    source: str = _f(
+        "", "Where gsm8k/math read from: a folder of data files (JSONL, JSON, CSV, Parquet), or a hub name."
+    )
     train_size: int = _f(256, "Training problems drawn per iteration.")
     test_size: int = _f(500, "Held-out problems scored by evaluate (the same ones every iteration).")
     prompt: str = _f(

@@ -1,4 +1,5 @@
-"""Bring your own data: problems from a user's JSONL file or local `datasets` folder.
+"""Bring your own data: problems from a user's data file (JSON Lines, JSON, CSV, Parquet) or
+local `datasets` folder.
 
 The question and the answer are named by a field (``question``) or by a template of fields
 (``"{context} {query}"``). A gold answer is recognised the way the standard sets write it:
@@ -16,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reasoner.datafiles import Row, read_rows
 from reasoner.errors import MissingFile
-from reasoner.records import Problem, RecordError, iter_objects
+from reasoner.records import Problem, RecordError
 from reasoner.verifiers.extract import last_boxed
 from reasoner.verifiers.grade import gold_text
 
@@ -50,24 +52,25 @@ def gold_answer(value: Any) -> str | None:
     return boxed.strip() if boxed is not None else text.strip()
 
 
-def rows_of(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, row) pairs of a JSONL file or of a local `datasets` folder (saved with
-    ``save_to_disk``; rows count from 1 there too)."""
+def rows_of(path: Path) -> Iterator[Row]:
+    """The rows of a data file (JSON Lines, JSON, CSV, Parquet: `reasoner.datafiles`) or of a
+    local `datasets` folder (saved with ``save_to_disk``; rows count from 1 there too)."""
     if not path.exists():
         raise MissingFile(f"{path}: no such file or folder (--data)")
-    if path.is_dir():
-        import datasets
-
-        try:
-            data = datasets.load_from_disk(str(path))
-        except Exception as err:  # datasets raises many kinds; name the folder either way
-            raise RecordError(path, 0, None, f"not a datasets folder ({err})") from None
-        if isinstance(data, datasets.DatasetDict):
-            split = "test" if "test" in data else next(iter(data))
-            data = data[split]
-        yield from enumerate(data, start=1)
+    if not path.is_dir():
+        yield from read_rows(path)
         return
-    yield from iter_objects(path)
+    import datasets
+
+    try:
+        data = datasets.load_from_disk(str(path))
+    except Exception as err:  # datasets raises many kinds; name the folder either way
+        raise RecordError(path, 0, None, f"not a datasets folder ({err})") from None
+    if isinstance(data, datasets.DatasetDict):
+        split = "test" if "test" in data else next(iter(data))
+        data = data[split]
+    for number, fields in enumerate(data, start=1):
+        yield Row(fields, number, "row")
 
 
 def load_problems(
@@ -77,27 +80,26 @@ def load_problems(
     the file, the line, the fields expected and the fields found."""
     wanted = {"question": fields_of(question), "answer": fields_of(answer)}
     problems: list[Problem] = []
-    for line, row in rows_of(path):
+    for row in rows_of(path):
         for role, names in wanted.items():
             missing = [n for n in names if n not in row]
             if missing:
                 expected = ", ".join(names)
                 found = ", ".join(sorted(row)) or "none"
-                raise RecordError(
+                raise row.error(
                     path,
-                    line,
                     missing[0],
                     f"missing; the {role} ({'--' + role} {(question if role == 'question' else answer)!r}) "
-                    f"needs field(s) {expected}; this line has {found}",
+                    f"needs field(s) {expected}; this {row.unit} has {found}",
                 )
         text = fill(question, row)
         gold = gold_answer(fill(answer, row))
         if not isinstance(text, str) or not text.strip():
-            raise RecordError(path, line, wanted["question"][0], "the question is empty or not text")
+            raise row.error(path, wanted["question"][0], "the question is empty or not text")
         if not gold:
-            raise RecordError(path, line, wanted["answer"][0], "the answer is empty or not text or a number")
+            raise row.error(path, wanted["answer"][0], "the answer is empty or not text or a number")
         meta = {key: str(row[f]) for f, key in META_FIELDS.items() if row.get(f) is not None}
-        problems.append(Problem(id=f"{path.stem}-{line}", pack=pack, question=text, answer=gold, meta=meta))
+        problems.append(Problem(id=f"{path.stem}-{row.number}", pack=pack, question=text, answer=gold, meta=meta))
         if limit is not None and len(problems) >= limit:
             break
     if not problems:

@@ -20,10 +20,11 @@ from reasoner.errors import MissingFile, UserError
 
 
 class RecordError(UserError, ValueError):
-    """A malformed record: names the file, the line and the field."""
+    """A malformed record: names the file, the line and the field (or, in a file of rows
+    without lines, such as Parquet, the row: ``unit="row"``); line 0 is the whole file."""
 
-    def __init__(self, path: str | Path, line: int, field_name: str | None, message: str):
-        where = f"{path}:{line}"
+    def __init__(self, path: str | Path, line: int, field_name: str | None, message: str, *, unit: str = "line"):
+        where = str(path) if line == 0 else f"{path}:{line}" if unit == "line" else f"{path}: {unit} {line}"
         what = f"field '{field_name}': " if field_name else ""
         super().__init__(f"{where}: {what}{message}")
         self.path, self.line, self.field = str(path), line, field_name

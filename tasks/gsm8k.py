@@ -1,7 +1,8 @@
-"""`gsm8k`: grade-school math word problems, loaded through `datasets`.
+"""`gsm8k`: grade-school math word problems.
 
 ``source`` is a folder with ``train.jsonl`` and ``test.jsonl`` (fields ``question`` and
-``answer``, the answer ending in ``#### N``) or a hub name (only then is the network used).
+``answer``, the answer ending in ``#### N``; JSON, CSV or Parquet files and the hub's shards in
+``main/`` are read too: `reasoner.tasks.loading`) or a hub name (only then is the network used).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""`math`: competition problems (MATH, MATH-500), loaded through `datasets`.
+"""`math`: competition problems (MATH, MATH-500).
 
-``source`` is a folder with ``train.jsonl`` and ``test.jsonl`` or ``test500.jsonl`` (fields
+``source`` is a folder with ``train.jsonl`` and ``test.jsonl`` or ``test500.jsonl`` (or the
+same names as JSON, CSV or Parquet files, or hub shards: `reasoner.tasks.loading`; fields
 ``problem`` and ``answer``, optional ``level``, ``subject``, ``solution``) or a hub name.
 Solutions are split into steps at blank lines.
 """

@@ -1,0 +1,99 @@
+"""Rows of a user's data file, in the formats data sets ship in.
+
+JSON Lines (``.jsonl``, ``.ndjson``), JSON (``.json``: an array of objects, an object holding
+one such array as the hub's exports do (``{"data": [...]}``), or JSON Lines under that name),
+CSV and TSV (a header line naming the fields; every value is text) and Parquet (the hub's own
+format: ``test-00000-of-00001.parquet``). Every row comes with where it is, so an error names
+the file and the line (JSON Lines, CSV) or the row (a JSON array, Parquet); rows count from 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from reasoner.errors import MissingFile, UserError
+from reasoner.records import RecordError, iter_objects
+
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
+
+
+class Row(dict):
+    """A row's fields, and where it was read: ``where`` is ``"line 3"`` or ``"row 3"``."""
+
+    def __init__(self, fields: dict[str, Any], number: int, unit: str = "line"):
+        super().__init__(fields)
+        self.number, self.unit = number, unit
+
+    def error(self, path: Path, field_name: str | None, message: str) -> RecordError:
+        """An error naming the file, this row's line (or row number) and the field."""
+        return RecordError(path, self.number, field_name, message, unit=self.unit)
+
+
+def read_rows(path: str | Path) -> Iterator[Row]:
+    """The rows of ``path``, read by its suffix (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFile(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        for number, obj in iter_objects(path):
+            yield Row(obj, number)
+    elif suffix == ".json":
+        yield from _json_rows(path)
+    elif suffix in (".csv", ".tsv"):
+        yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix == ".parquet":
+        yield from _parquet_rows(path)
+    else:
+        what = suffix or "a file without a suffix"
+        raise UserError(f"{path}: cannot read {what}; data files are {', '.join(SUFFIXES)}")
+
+
+def _json_rows(path: Path) -> Iterator[Row]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:  # not one JSON value: JSON Lines under a .json name
+        for number, obj in iter_objects(path):
+            yield Row(obj, number)
+        return
+    if isinstance(whole, dict):
+        lists = [v for v in whole.values() if isinstance(v, list)]
+        if len(lists) != 1:  # a file of one object is a file of one row
+            yield Row(whole, 1)
+            return
+        whole = lists[0]
+    if not isinstance(whole, list):
+        raise RecordError(path, 1, None, f"expected an array of objects, got {type(whole).__name__}")
+    for number, obj in enumerate(whole, start=1):
+        if not isinstance(obj, dict):
+            raise RecordError(path, number, None, f"expected a JSON object, got {type(obj).__name__}", unit="row")
+        yield Row(obj, number, "row")
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        if not reader.fieldnames:
+            return
+        for fields in reader:
+            extra = fields.pop(None, None)  # DictReader files surplus values under None
+            if extra:
+                raise RecordError(path, reader.line_num, None, f"{len(extra)} more value(s) than the header's fields")
+            # a short line's missing values are None: the field is absent, not empty
+            yield Row({k: v for k, v in fields.items() if v is not None}, reader.line_num)
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq  # comes with `datasets`
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several kinds; name the file either way
+        raise RecordError(path, 0, None, f"not a Parquet file ({err})") from None
+    for number, fields in enumerate(table.to_pylist(), start=1):
+        yield Row(fields, number, "row")

@@ -1,0 +1,145 @@
+"""Data files as data sets ship them: JSON Lines, JSON, CSV, TSV, Parquet, the hub's shards."""
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reasoner.cli import app
+from reasoner.datafiles import read_rows
+from reasoner.errors import UserError
+from reasoner.evaldata import load_problems
+from reasoner.records import RecordError
+from reasoner.tasks import get_pack
+
+runner = CliRunner()
+ROWS = [
+    {"question": "Tom has 3 apples and eats 1. How many are left?", "answer": "2", "level": "Level 1"},
+    {"question": 'A box holds 4, "large" ones 8. Two boxes?', "answer": "#### 8", "level": "Level 2"},
+    {"question": "What is 5 + 6?", "answer": "11", "level": "Level 1"},
+]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    """``rows`` in the format ``path``'s suffix names."""
+    suffix = path.suffix
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows, indent=2))
+    elif suffix in (".csv", ".tsv"):
+        with path.open("w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t" if suffix == ".tsv" else ",")
+            out.writeheader()
+            out.writerows(rows)
+    elif suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".tsv", ".parquet"])
+def test_every_format_gives_the_same_problems(tmp_path, suffix):
+    path = write(tmp_path / f"mine{suffix}", ROWS)
+    problems = load_problems(path, pack="gsm8k")
+    assert [p.question for p in problems] == [r["question"] for r in ROWS]
+    assert [p.answer for p in problems] == ["2", "8", "11"]  # GSM8K's "#### 8" read as 8
+    assert [p.meta["level"] for p in problems] == ["Level 1", "Level 2", "Level 1"]
+    # ids carry where the row is: its line (JSON Lines 1-3, CSV 2-4 under the header) or row
+    first = {".jsonl": 1, ".csv": 2, ".tsv": 2}.get(suffix, 1)
+    assert [p.id for p in problems] == [f"mine-{first + i}" for i in range(3)]
+
+
+def test_json_arrays_wrapped_arrays_and_json_lines_named_json(tmp_path):
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"version": "1.0", "data": ROWS}))
+    assert [dict(r) for r in read_rows(wrapped)] == ROWS
+    lines = tmp_path / "lines.json"  # the hub's JSON exports are often JSON Lines under .json
+    lines.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert [dict(r) for r in read_rows(lines)] == ROWS and [r.unit for r in read_rows(lines)] == ["line"] * 3
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps(ROWS[0]))
+    assert [dict(r) for r in read_rows(single)] == [ROWS[0]]
+
+
+def test_bad_rows_are_refused_naming_the_file_the_line_or_row_and_the_field(tmp_path):
+    broken = [ROWS[0], {"problem": "2 + 2?", "answer": "4"}]
+    short = tmp_path / "bad.csv"  # a CSV line with fewer values than the header: the field is absent
+    short.write_text('answer,question\n2,"1 + 1?"\n4\n')
+    for path, where in [(write(tmp_path / "bad.json", broken), ": row 2:"), (short, ":3:")]:
+        with pytest.raises(RecordError) as err:
+            load_problems(path, pack="gsm8k")
+        text = str(err.value)
+        assert f"{path}{where} field 'question': missing" in text, text
+        assert ("this line has answer" if path.suffix == ".csv" else "this row has answer, problem") in text
+        assert err.value.line == (3 if path.suffix == ".csv" else 2)
+    # Parquet's columns are shared: the second row's question is there, and null
+    path = write(tmp_path / "bad.parquet", [ROWS[0], {"question": None, "answer": "4", "level": None}])
+    with pytest.raises(RecordError, match=r"bad.parquet: row 2: field 'question': the question is empty"):
+        load_problems(path, pack="gsm8k")
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([ROWS[0], ["not", "an", "object"]]))
+    with pytest.raises(RecordError, match=r"array.json: row 2: expected a JSON object, got list"):
+        list(read_rows(array))
+    surplus = tmp_path / "surplus.csv"
+    surplus.write_text("question,answer\n1 + 1?,2\n2 + 2?,4,extra\n")
+    with pytest.raises(RecordError, match=r"surplus.csv:3: 1 more value\(s\) than the header's fields"):
+        list(read_rows(surplus))
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("question,answer\n")
+    with pytest.raises(RecordError, match=r"fake.parquet: not a Parquet file"):
+        list(read_rows(fake))
+    other = tmp_path / "mine.xlsx"
+    other.write_text("x")
+    with pytest.raises(UserError, match=r"mine.xlsx: cannot read .xlsx; data files are .jsonl, .ndjson, .json"):
+        list(read_rows(other))
+
+
+def test_evaluate_reads_parquet_and_names_the_row_of_a_bad_one(tmp_path):
+    rows = [{"question": f"What is {a} plus {b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6)]]
+    data = write(tmp_path / "test-00000-of-00001.parquet", rows)
+    out = tmp_path / "out"
+    args = ["evaluate", "--model", "tiny", "--pack", "arith", "--data", str(data), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["gold"] for s in samples] == ["3", "7", "11"]
+    assert json.loads((out / "eval.json").read_text())["problems"] == 3
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "other"), "--question", "{problem}"])
+    assert result.exit_code == 2
+    assert f"{data}: row 1: field 'problem': missing" in flat(result.output)
+    assert "this row has answer, question" in flat(result.output)
+
+
+def test_packs_read_a_hub_snapshot_folder_of_parquet_shards(tmp_path):
+    """GSM8K as the hub lays it out (``main/test-00000-of-00002.parquet`` ...): the shards in
+    order, through the command a user runs."""
+    rows = [{"question": f"Q{i}: what is {i} + 1?", "answer": f"{i} + 1 = {i + 1}.\n#### {i + 1}"} for i in range(5)]
+    (tmp_path / "main").mkdir()
+    write(tmp_path / "main" / "test-00001-of-00002.parquet", rows[3:])
+    write(tmp_path / "main" / "test-00000-of-00002.parquet", rows[:3])
+    write(tmp_path / "main" / "train-00000-of-00001.parquet", rows)
+    pack = get_pack("gsm8k", source=str(tmp_path))
+    assert [p.answer for p in pack.problems("test", 10, 0)] == ["1", "2", "3", "4", "5"]
+    assert len(pack.problems("train", 10, 0)) == 5
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["evaluate", "--model", "tiny", "--pack", "gsm8k", "--source", str(tmp_path),
+                                 "--limit", "4", "--max-new-tokens", "4", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["gold"] for s in samples] == ["1", "2", "3", "4"]
+    assert "Q0: what is 0 + 1?" in (out / "prompt.txt").read_text()  # the few-shot examples: train's rows
+
+
+def test_a_math_folder_of_csv_files(tmp_path):
+    rows = [{"problem": "What is $1+1$?", "answer": "2", "level": "Level 1", "subject": "Algebra"}]
+    write(tmp_path / "test500.csv", rows)
+    problems = get_pack("math", source=str(tmp_path)).problems("test", 5, 0)
+    assert [(p.question, p.answer, p.meta["level"]) for p in problems] == [("What is $1+1$?", "2", "Level 1")]
