@@ -10,6 +10,7 @@ the file and the line (JSON Lines, CSV) or the row (a JSON array, Parquet); rows
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,8 +54,19 @@ def read_rows(path: str | Path) -> Iterator[Row]:
         raise UserError(f"{path}: cannot read {what}; data files are {', '.join(SUFFIXES)}")
 
 
+def _text(path: Path) -> str:
+    """The file's text: UTF-8, a leading byte-order mark dropped (Excel writes one); other
+    bytes are an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise RecordError(path, line, None, "not UTF-8 text (save the file as UTF-8)") from None
+
+
 def _json_rows(path: Path) -> Iterator[Row]:
-    text = path.read_text(encoding="utf-8")
+    text = _text(path)
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:  # not one JSON value: JSON Lines under a .json name
@@ -76,16 +88,15 @@ def _json_rows(path: Path) -> Iterator[Row]:
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        if not reader.fieldnames:
-            return
-        for fields in reader:
-            extra = fields.pop(None, None)  # DictReader files surplus values under None
-            if extra:
-                raise RecordError(path, reader.line_num, None, f"{len(extra)} more value(s) than the header's fields")
-            # a short line's missing values are None: the field is absent, not empty
-            yield Row({k: v for k, v in fields.items() if v is not None}, reader.line_num)
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
+    if not reader.fieldnames:
+        return
+    for fields in reader:
+        extra = fields.pop(None, None)  # DictReader files surplus values under None
+        if extra:
+            raise RecordError(path, reader.line_num, None, f"{len(extra)} more value(s) than the header's fields")
+        # a short line's missing values are None: the field is absent, not empty
+        yield Row({k: v for k, v in fields.items() if v is not None}, reader.line_num)
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:

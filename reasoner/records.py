@@ -164,12 +164,16 @@ def to_line(record: Any) -> str:
 
 def iter_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, JSON object) from a JSONL file; blank lines are skipped; a line that
-    is not a JSON object is an error naming the file and line."""
+    is not UTF-8 text or not a JSON object is an error naming the file and line."""
     path = Path(path)
     if not path.exists():
         raise MissingFile(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:  # a byte-order mark (as editors on Windows write) is not part of the first line
+                raw = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise RecordError(path, number, None, f"not UTF-8 text (byte {err.start + 1} of the line)") from None
             if not raw.strip():
                 continue
             try:

@@ -143,3 +143,20 @@ def test_a_math_folder_of_csv_files(tmp_path):
     write(tmp_path / "test500.csv", rows)
     problems = get_pack("math", source=str(tmp_path)).problems("test", 5, 0)
     assert [(p.question, p.answer, p.meta["level"]) for p in problems] == [("What is $1+1$?", "2", "Level 1")]
+
+
+def test_byte_order_marks_are_dropped_and_other_encodings_refused_naming_the_line(tmp_path):
+    bom = b"\xef\xbb\xbf"  # what Excel and some Windows editors write first
+    (tmp_path / "excel.csv").write_bytes(bom + b'question,answer\n"What is 2 + 3?",5\n')
+    (tmp_path / "notepad.jsonl").write_bytes(bom + b'{"question": "What is 2 + 3?", "answer": "5"}\n')
+    (tmp_path / "array.json").write_bytes(bom + b'[{"question": "What is 2 + 3?", "answer": "5"}]')
+    for name in ("excel.csv", "notepad.jsonl", "array.json"):
+        problems = load_problems(tmp_path / name, pack="gsm8k")
+        assert [(p.question, p.answer) for p in problems] == [("What is 2 + 3?", "5")]
+    latin = "café".encode("latin-1")  # é is byte 18 of its line, after {"question": "caf
+    (tmp_path / "latin.jsonl").write_bytes(b'{"question": "q", "answer": "1"}\n{"question": "' + latin + b'"}\n')
+    (tmp_path / "latin.csv").write_bytes(b"question,answer\nq,1\n" + latin + b",5\n")
+    with pytest.raises(RecordError, match=r"latin.jsonl:2: not UTF-8 text \(byte 18 of the line\)"):
+        load_problems(tmp_path / "latin.jsonl", pack="gsm8k")
+    with pytest.raises(RecordError, match=r"latin.csv:3: not UTF-8 text"):
+        load_problems(tmp_path / "latin.csv", pack="gsm8k")
