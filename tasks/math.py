@@ -2,8 +2,9 @@
 
 ``source`` is a folder with ``train.jsonl`` and ``test.jsonl`` or ``test500.jsonl`` (or the
 same names as JSON, CSV or Parquet files, or hub shards: `reasoner.tasks.loading`; fields
-``problem`` and ``answer``, optional ``level``, ``subject``, ``solution``) or a hub name.
-Solutions are split into steps at blank lines.
+``problem`` and ``answer``, optional ``level``, ``subject``, ``solution``; MATH as first
+published, with no ``answer`` and ``type`` for the subject, gives the last ``\\boxed{}`` of
+its ``solution``) or a hub name. Solutions are split into steps at blank lines.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reasoner.tasks import (
     worked_examples,
 )
 from reasoner.tasks.loading import load_split
+from reasoner.verifiers.extract import last_boxed
 from reasoner.verifiers.grade import gold_text
 
 SYSTEM = "Solve the problem. Separate reasoning steps with a blank line and put the final answer in \\boxed{}."
@@ -49,10 +51,15 @@ class MathPack:
         for i in indices[:n]:
             row = rows[i]
             answer = gold_text(row.get("answer"))  # a number stored as a number (145.0) is accepted
+            if answer is None and isinstance(row.get("solution"), str):
+                answer = last_boxed(row["solution"])  # MATH as first published: no answer field
             if not isinstance(row.get("problem"), str) or answer is None:
                 key = "problem" if not isinstance(row.get("problem"), str) else "answer"
-                raise PackError(f"math {split} row {i + 1}: field '{key}' missing or not text")
+                why = "" if key == "problem" else " (and no \\boxed{} in a solution field)"
+                raise PackError(f"math {split} row {i + 1}: field '{key}' missing or not text{why}")
             meta = {k: row[k] for k in ("level", "subject", "unique_id") if row.get(k) is not None}
+            if "subject" not in meta and row.get("type") is not None:
+                meta["subject"] = row["type"]  # the original MATH's name for it
             out.append(
                 Problem(
                     id=f"math-{split}-{i}",

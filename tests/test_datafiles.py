@@ -14,7 +14,7 @@ from reasoner.datafiles import read_rows
 from reasoner.errors import UserError
 from reasoner.evaldata import load_problems
 from reasoner.records import RecordError
-from reasoner.tasks import get_pack
+from reasoner.tasks import PackError, get_pack
 
 runner = CliRunner()
 ROWS = [
@@ -160,3 +160,16 @@ def test_byte_order_marks_are_dropped_and_other_encodings_refused_naming_the_lin
         load_problems(tmp_path / "latin.jsonl", pack="gsm8k")
     with pytest.raises(RecordError, match=r"latin.csv:3: not UTF-8 text"):
         load_problems(tmp_path / "latin.csv", pack="gsm8k")
+
+
+def test_math_as_first_published_answers_from_the_solutions_last_box(tmp_path):
+    """hendrycks/competition_math's rows: problem, level, type, solution; no answer field."""
+    solution = r"We have $\frac{1}{2} + \frac{1}{4} = \boxed{\frac{3}{4}}$."
+    rows = [{"problem": "Add 1/2 and 1/4.", "level": "Level 2", "type": "Prealgebra", "solution": solution}]
+    (tmp_path / "data").mkdir()
+    write(tmp_path / "data" / "test-00000-of-00001.parquet", rows)
+    [problem] = get_pack("math", source=str(tmp_path)).problems("test", 5, 0)
+    assert problem.answer == r"\frac{3}{4}" and problem.meta == {"level": "Level 2", "subject": "Prealgebra"}
+    write(tmp_path / "data" / "test-00000-of-00001.parquet", [{**rows[0], "solution": "No box here."}])
+    with pytest.raises(PackError, match=r"math test row 1: field 'answer' missing or not text \(and no \\boxed"):
+        get_pack("math", source=str(tmp_path)).problems("test", 5, 0)
