@@ -35,9 +35,18 @@ def fields_of(template: str) -> list[str]:
 
 
 def fill(template: str, row: dict[str, Any]) -> Any:
+    """A template filled from a row; a list field (AQuA's ``options``) gives one item a line."""
     if "{" not in template:
         return row[template]
-    return template.format_map({k: "" if v is None else v for k, v in row.items()})
+    return template.format_map({k: _as_text(v) for k, v in row.items()})
+
+
+def _as_text(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "\n".join(str(v) for v in value)
+    return value
 
 
 def gold_answer(value: Any) -> str | None:

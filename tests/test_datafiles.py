@@ -173,3 +173,11 @@ def test_math_as_first_published_answers_from_the_solutions_last_box(tmp_path):
     write(tmp_path / "data" / "test-00000-of-00001.parquet", [{**rows[0], "solution": "No box here."}])
     with pytest.raises(PackError, match=r"math test row 1: field 'answer' missing or not text \(and no \\boxed"):
         get_pack("math", source=str(tmp_path)).problems("test", 5, 0)
+
+
+def test_a_list_field_in_a_template_gives_one_item_a_line(tmp_path):
+    """AQuA-RAT's rows: the options are a list, the answer a letter."""
+    row = {"question": "Two plus two?", "options": ["A)3", "B)4", "C)5"], "correct": "B"}
+    [problem] = load_problems(write(tmp_path / "aqua.jsonl", [row]), pack="gsm8k", question="{question}\n{options}",
+                              answer="correct")  # fmt: skip
+    assert problem.question == "Two plus two?\nA)3\nB)4\nC)5" and problem.answer == "B"
