@@ -226,6 +226,9 @@ PROSE = [
     ("B", "The correct option is (B).", C),
     ("B", "The correct option is (C).", I),
     ("\\text{(C)}", "The answer is (C) 12.", C),
+    ("B", "The answer is B)4", C),  # AQuA's option format
+    ("B", "The answer is B) 4.", C),
+    ("C", "The answer is B)4", I),
     # units glued to a radical in the gold
     ("6\\sqrt{2}cm", "The answer is $\\boxed{6\\sqrt{2}}$.", C),
     ("6\\sqrt{2} units", "The answer is $\\boxed{6\\sqrt{2}}$.", C),

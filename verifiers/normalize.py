@@ -142,10 +142,11 @@ _LETTER = re.compile(r"^\(?([A-Ea-e])\)?[.):]?$")
 
 
 def choice_letter(s: str) -> str | None:
-    """Multiple-choice letter of an answer: "B", "(B)", "B)", "option B", "\\text{(B)}"."""
+    """Multiple-choice letter of an answer: "B", "(B)", "B)", "option B", "\\text{(B)}", and a
+    letter with its option's text, "(B) 4" or AQuA's "B)4"."""
     c = clean(s)
     c = re.sub(r"^(?:option|choice|answer)\s*", "", c, flags=re.I).strip()
-    m = _LETTER.match(c) or re.match(r"^\(([A-E])\)\s", c)
+    m = _LETTER.match(c) or re.match(r"^\(?([A-E])\)\s*\S", c)
     return m.group(1).upper() if m else None
 
 
