@@ -227,6 +227,13 @@ PROSE = [
     ("B", "The correct option is (C).", I),
     ("\\text{(C)}", "The answer is (C) 12.", C),
     ("B", "The answer is B)4", C),  # AQuA's option format
+    # a mixed number written with a space, and Markdown's bold answer marker
+    ("\\dfrac{5}{2}", "The answer is 2 1/2.", C),
+    ("21/2", "The answer is 2 1/2.", I),
+    ("-5/2", "The answer is -2 1/2.", C),
+    ("7", "Step one.\n**Answer:** 7", C),
+    ("7", "**Answer: 7**", C),
+    ("7", "The answer is 9.\n**Answer:** 8", I),
     ("B", "The answer is B) 4.", C),
     ("C", "The answer is B)4", I),
     # units glued to a radical in the gold

@@ -1,7 +1,7 @@
 """Answer extractors, named as lm-evaluation-harness names them.
 
 - ``strict``: only an explicit final-answer marker counts (``\\boxed{}``, "The answer is",
-  "Answer:", "A:", "**Final Answer**").
+  "Answer:" and Markdown's "**Answer:**", "A:", "**Final Answer**").
 - ``flexible``: the strict markers first, else the last number in the text.
 
 Models correct themselves, so the last marker in the text wins. A marked answer runs to the end
@@ -24,7 +24,7 @@ _NUMBER = re.compile(r"(?:-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)(?:\s?\\?%)?"
 _MARKERS = [
     re.compile(r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*", re.I),
     re.compile(r"\*\*final answer\*?\*?\s*:?\**\s*", re.I),
-    re.compile(r"(?:^|\n)\s*(?:answer|a)\s*:\s*", re.I),
+    re.compile(r"(?:^|\n)\s*(?:\*\*|__)?(?:answer|a)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*", re.I),  # **Answer:** 7
     re.compile(r"####\s*"),
 ]
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")

@@ -84,7 +84,11 @@ _WORDS = {
 
 def parse_number(text: str) -> Fraction | None:
     """Exact value of a plain number, or None: 1,234  -3.5  007  27.0  4.5e33  4.5\\times10^{33}
-    \\frac{3}{4}  \\frac34  3/4  2\\frac58 (mixed)."""
+    \\frac{3}{4}  \\frac34  3/4  2\\frac58 and 2 5/8 (mixed)."""
+    m = re.fullmatch(r"\s*([-+]?)(\d+)\s+(\d+)/(\d+)\s*", text)  # before spaces go: "2 1/2" is not 21/2
+    if m:
+        frac = _ratio("", m.group(3), m.group(4))
+        return None if frac is None else (-1 if m.group(1) == "-" else 1) * (int(m.group(2)) + frac)
     s = text.replace(" ", "")
     if not s or len(s) > 64:
         return None
