@@ -231,6 +231,11 @@ PROSE = [
     ("\\dfrac{5}{2}", "The answer is 2 1/2.", C),
     ("21/2", "The answer is 2 1/2.", I),
     ("-5/2", "The answer is -2 1/2.", C),
+    # TeX's one-token square root
+    ("\\frac{\\sqrt{3}}{2}", "The answer is $\\frac{\\sqrt3}{2}$.", C),
+    ("2\\sqrt{x}", "The answer is $2\\sqrt x$.", C),
+    ("\\sqrt{3}2", "The answer is $\\sqrt32$.", C),
+    ("\\sqrt{32}", "The answer is $\\sqrt32$.", I),
     ("7", "Step one.\n**Answer:** 7", C),
     ("7", "**Answer: 7**", C),
     ("7", "The answer is 9.\n**Answer:** 8", I),

@@ -55,6 +55,7 @@ def clean(text: str) -> str:
     for _ in range(3):
         s = _WRAPPERS.sub(r"\1", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = re.sub(r"\\sqrt\s*(\d|[a-zA-Z](?![a-zA-Z]))", r"\\sqrt{\1}", s)  # TeX's \sqrt3 is \sqrt{3}
     s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ")
     s = re.sub(r"\s+", " ", s).strip()
     return s.rstrip(".").strip()
