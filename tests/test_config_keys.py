@@ -1,0 +1,158 @@
+"""Config keys that change what a run does, each exercised through `reasoner iterate` and
+checked against the artefacts the run wrote: reward shaping (`label.shaping`,
+`label.clip_eta`), the selection rule (`train.select_rule`), Math-Shepherd's completion
+temperature (`label.mc_temperature`), the implicit PRM's starting weights
+(`label.reward_model`) and the prompt length cap (`model.max_prompt_tokens`)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tinyrun import TINY_SAMPLES, Scripted, as_sets
+from typer.testing import CliRunner
+
+from reasoner import seeding
+from reasoner.cli import app
+from reasoner.generation import BACKENDS
+from reasoner.tasks import get_pack
+
+MC = [
+    *TINY_SAMPLES,
+    "run.iterations=1",
+    'label.labellers=["mc"]',
+    "label.mc_samples=2",
+    "label.mc_max_new_tokens=8",
+    "train.max_per_problem=8",
+    "train.policy.max_steps=1",
+]
+# Every answer right; the claims before it are all true, one false or two false, by turns. The
+# `code` labeller scores them [1, 1, 1], [0, 1, 1] and [0, 0, 1] (a step without a claim: 1).
+CLAIMS = ["2 + 2 = 4\n3 + 3 = 6", "2 + 2 = 5\n3 + 3 = 6", "2 + 2 = 5\n3 + 3 = 7"]
+RAW = [[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]
+
+
+def iterate(run: Path, sets: list[str]):
+    return CliRunner().invoke(app, ["iterate", "--run", str(run), *as_sets(sets)])
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def ran(run: Path, sets: list[str]) -> tuple[list[dict], dict[str, list[float]], dict]:
+    """Run one iteration; its rollouts, the raw labels by trajectory, and the manifest's
+    iteration 1."""
+    result = iterate(run, sets)
+    assert result.exit_code == 0, result.output
+    labels = {lab["trajectory_id"]: lab["labels"] for lab in rows(run / "iter_0001" / "labels.jsonl")}
+    manifest = json.loads((run / "manifest.json").read_text())["iterations"]["1"]
+    return rows(run / "iter_0001" / "rollouts.jsonl"), labels, manifest
+
+
+@pytest.fixture
+def claims_run(tmp_path):
+    """``claims_run(name, sets)``: one iteration whose samples are CLAIMS by turns, each with the
+    right answer, labelled by `code`; its rollouts (each with ``kind``, the index into CLAIMS),
+    raw labels and manifest."""
+    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
+    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+    calls = iter(range(10_000))
+
+    def script(context: str) -> str:
+        answer = next((a for q, a in gold.items() if q in context), "0")
+        return f"{CLAIMS[next(calls) % 3]}\nThe answer is {answer}."
+
+    BACKENDS["scripted-claims-keys"] = lambda spec, device="cpu", settings=None: Scripted(script)
+    base = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-claims-keys", "generate.max_new_tokens=60"]
+    base += ['label.labellers=["code"]', "train.select_by=code", "train.max_per_problem=8", "train.policy.max_steps=1"]
+
+    def run(name: str, sets: list[str]):
+        rollouts, labels, manifest = ran(tmp_path / name, [*base, *sets])
+        for r in rollouts:
+            r["kind"] = next(i for i, c in enumerate(CLAIMS) if r["text"].startswith(c))
+        assert all(r["correct"] for r in rollouts) and {r["kind"] for r in rollouts} == {0, 1, 2}
+        assert all(labels[r["id"]] == RAW[r["kind"]] for r in rollouts)
+        return rollouts, labels, manifest
+
+    yield run
+    del BACKENDS["scripted-claims-keys"]
+
+
+def test_clip_shaping_with_its_eta_and_the_sum_rule_select_what_they_say(claims_run):
+    """Clip (Gao et al. 2024): each step reward r becomes min(r - eta, 0) in rollouts.jsonl,
+    labels.jsonl keeping r. eta 0.5 makes [1, 1, 1] -> [0, 0, 0], [0, 1, 1] -> [-0.5, 0, 0] and
+    [0, 0, 1] -> [-0.5, -0.5, 0]; at threshold -0.75 the sum rule keeps the first two kinds
+    (sums 0, -0.5; -1.0 is dropped), the min rule all three (minima 0, -0.5, -0.5)."""
+    shaped = {0: [0.0, 0.0, 0.0], 1: [-0.5, 0.0, 0.0], 2: [-0.5, -0.5, 0.0]}
+    fixed = ["label.shaping=clip", "label.clip_eta=0.5", "train.select_calibrate=false", "train.select_threshold=-0.75"]
+    for rule, kept_kinds in (("sum", {0, 1}), ("min", {0, 1, 2})):
+        rollouts, _, manifest = claims_run(rule, [*fixed, f"train.select_rule={rule}"])
+        assert all(r["step_rewards"]["code"] == shaped[r["kind"]] for r in rollouts)
+        train = manifest["train"]["metrics"]
+        assert train["select_scored_correct"] == len(rollouts) == 32
+        kept = [r for r in rollouts if r["kind"] in kept_kinds]
+        assert train["select_kept_correct"] == len(kept)
+        assert train["examples"] == len({(r["problem_id"], r["text"]) for r in kept})  # RFT's one copy a text
+
+
+def test_delta_shaping_telescopes_to_the_first_steps_reward(claims_run):
+    """Delta: r_t - r_{t+1}, the last kept: [1, 1, 1] -> [0, 0, 1], [0, 1, 1] -> [-1, 0, 1],
+    [0, 0, 1] -> [0, -1, 1]; each sums to its first step's reward."""
+    shaped = {0: [0.0, 0.0, 1.0], 1: [-1.0, 0.0, 1.0], 2: [0.0, -1.0, 1.0]}
+    rollouts, _, _ = claims_run("delta", ["label.shaping=delta"])
+    assert all(r["step_rewards"]["code"] == shaped[r["kind"]] for r in rollouts)
+
+
+class Recording:
+    """The `hf` backend, recording the temperature of every generate call."""
+
+    temperatures: list[float] = []
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, prompts, sampling, *args, **kwargs):
+        Recording.temperatures.append(sampling.temperature)
+        return self.inner.generate(prompts, sampling, *args, **kwargs)
+
+    def generate_ids(self, prompts, sampling, *args, **kwargs):
+        Recording.temperatures.append(sampling.temperature)
+        return self.inner.generate_ids(prompts, sampling, *args, **kwargs)
+
+
+def test_mc_temperature_is_the_temperature_of_math_shepherds_completions(tmp_path):
+    hf = BACKENDS["hf"]
+    BACKENDS["recording"] = lambda spec, device="cpu", settings=None: Recording(hf(spec, device, settings))
+    Recording.temperatures = []
+    try:
+        _, labels, _ = ran(tmp_path / "r", [*MC, "generate.backend=recording", "label.mc_temperature=0.35"])
+    finally:
+        del BACKENDS["recording"]
+    assert labels and any(len(v) > 1 for v in labels.values())  # some prefix was completed
+    # the rollouts at generate.temperature, the completions at 0.35 (not the default 0.8), the
+    # held-out answers greedy
+    assert set(Recording.temperatures) == {1.0, 0.35, 0.0}
+
+
+def test_reward_model_starts_the_implicit_prm_from_other_weights(tmp_path):
+    """Iteration 1's implicit PRM is the starting policy (every reward exactly 0, phi = the
+    reference) unless `label.reward_model` names other weights."""
+    sets = [*MC, 'label.labellers=["implicit"]']
+    _, default, _ = ran(tmp_path / "d", sets)
+    _, other, _ = ran(tmp_path / "o", [*sets, "label.reward_model=tiny:7"])
+    assert default and all(x == 0.0 for v in default.values() for x in v)
+    assert sum(abs(x) > 1e-6 for v in other.values() for x in v) > len(other)
+
+
+def test_a_prompt_over_max_prompt_tokens_is_refused_naming_the_problem(tmp_path):
+    run = tmp_path / "r"
+    result = iterate(run, [*MC, "model.max_prompt_tokens=16"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "problem arith-train-" in text and "over model.max_prompt_tokens = 16" in text
+    assert not (run / "iter_0001" / "rollouts.jsonl").exists()
+    result = iterate(tmp_path / "ok", [*MC, "model.max_prompt_tokens=2048"])
+    assert result.exit_code == 0, result.output
