@@ -339,6 +339,8 @@ def judge(s: Session, k: int) -> tuple[list[str], dict[str, Any]]:
         return out
 
     metrics = _fit(s, k, "judge", "judge", make, get_objective(cfg.train.judge.objective))
+    # how many step targets `label.judge_rule` made, and the share it calls good
+    metrics |= {"targets": len(groups), "targets_good": sum(g[2] for g in groups) / len(groups) if groups else 0.0}
     return [s.run.rel(s.run.artefact(k, "judge"))], metrics
 
 

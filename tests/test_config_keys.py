@@ -2,7 +2,8 @@
 checked against the artefacts the run wrote: reward shaping (`label.shaping`,
 `label.clip_eta`), the selection rule (`train.select_rule`), Math-Shepherd's completion
 temperature (`label.mc_temperature`), the implicit PRM's starting weights
-(`label.reward_model`) and the prompt length cap (`model.max_prompt_tokens`)."""
+(`label.reward_model`), the prompt length cap (`model.max_prompt_tokens`), StepWiser's target
+rule (`label.judge_rule`, `label.judge_tau`) and reset (`search.judge_resets`)."""
 
 import json
 from pathlib import Path
@@ -156,3 +157,71 @@ def test_a_prompt_over_max_prompt_tokens_is_refused_naming_the_problem(tmp_path)
     assert not (run / "iter_0001" / "rollouts.jsonl").exists()
     result = iterate(tmp_path / "ok", [*MC, "model.max_prompt_tokens=2048"])
     assert result.exit_code == 0, result.output
+
+
+def test_judge_rule_and_tau_make_the_judges_training_targets(tmp_path):
+    """StepWiser's rules turn MC Q values into the judge's step targets (`label.judge_rule`,
+    `label.judge_tau`); the judge phase reports how many it made and the share called good,
+    recomputed here from the labels and outcomes the run wrote."""
+    from reasoner.rewards.judge_rules import RULES
+
+    sets = [*MC, "run.recipe=prm", 'label.labellers=["mc", "judge"]', "label.judge_samples=2"]
+    sets += ["label.judge_max_new_tokens=8", "train.reward.max_steps=1", "train.judge.max_steps=1"]
+    good = {}
+    for rule, tau in (("absolute", 0.0), ("difference", 0.0), ("difference", 1.0)):
+        run = tmp_path / f"{rule}-{tau}"
+        result = iterate(run, [*sets, f"label.judge_rule={rule}", f"label.judge_tau={tau}"])
+        assert result.exit_code == 0, result.output
+        rollouts = rows(run / "iter_0001" / "rollouts.jsonl")
+        mc = {lab["trajectory_id"]: lab["labels"] for lab in rows(run / "iter_0001" / "labels.jsonl")
+              if lab["labeller"] == "mc"}  # fmt: skip
+        solved: dict[str, list[bool]] = {}
+        for r in rollouts:
+            solved.setdefault(r["problem_id"], []).append(r["correct"])
+        targets = [t for r in rollouts for t in RULES.lookup(rule)(mc[r["id"]], sum(solved[r["problem_id"]]) / 4, tau)]
+        judge = json.loads((run / "manifest.json").read_text())["iterations"]["1"]["judge"]["metrics"]
+        assert judge["targets"] == len(targets) > 0
+        assert judge["targets_good"] == pytest.approx(sum(targets) / len(targets))
+        good[(rule, tau)] = judge["targets_good"]
+    assert len(set(good.values())) == 3, good  # each rule and threshold decides differently here
+    assert good[("difference", 1.0)] == 1.0  # no Q value drops by more than 1
+
+
+def test_judge_resets_resample_the_steps_the_judge_calls_bad(tmp_path):
+    """Beam search with `search.judge_resets`: a new step the step judge calls bad is sampled
+    again (StepWiser's reset). The stand-in policy's first step of each problem is false
+    ("2 + 2 = 5"), every later one true; the stand-in judge calls a false claim bad. Without a
+    reset the false step leads both kept beams; with one, no solution holds it."""
+    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
+    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+
+    def script_for(seen: set):
+        def script(context: str) -> str:
+            if "New step:" in context:  # the step judge's prompt
+                return " Verdict: BAD" if "2 + 2 = 5" in context.rpartition("New step:")[2] else " Verdict: GOOD"
+            question = next((q for q in gold if q in context), "")
+            first = next((s for s in ("2 + 2 = 5", "2 + 2 = 4") if s + "\n" in context), None)
+            if first is None:
+                first = "2 + 2 = 4" if question in seen else "2 + 2 = 5"
+                seen.add(question)
+            return f"{first}\nThe answer is {gold.get(question, '0')}."
+
+        return script
+
+    texts = {}
+    for resets in (0, 1):
+        script = script_for(set())
+        BACKENDS["scripted-judged"] = lambda spec, device="cpu", settings=None, f=script: Scripted(f)
+        sets = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-judged", "generate.max_new_tokens=60"]
+        sets += ["generate.searcher=beam", "search.beam_width=2", "search.beam_expansions=2", "search.beam_scorer=none"]
+        sets += [f"search.judge_resets={resets}", "label.judge_samples=1", 'label.labellers=["code"]']
+        sets += ["train.policy.max_steps=1"]
+        try:
+            result = iterate(tmp_path / str(resets), sets)
+        finally:
+            del BACKENDS["scripted-judged"]
+        assert result.exit_code == 0, result.output
+        texts[resets] = [r["text"] for r in rows(tmp_path / str(resets) / "iter_0001" / "rollouts.jsonl")]
+    assert len(texts[0]) == len(texts[1]) == 16  # 8 problems x 2 beams
+    assert all(t.startswith("2 + 2 = 5\n") for t in texts[0])
+    assert all(t.startswith("2 + 2 = 4\n") for t in texts[1])
