@@ -225,3 +225,26 @@ def test_judge_resets_resample_the_steps_the_judge_calls_bad(tmp_path):
     assert len(texts[0]) == len(texts[1]) == 16  # 8 problems x 2 beams
     assert all(t.startswith("2 + 2 = 5\n") for t in texts[0])
     assert all(t.startswith("2 + 2 = 4\n") for t in texts[1])
+
+
+def test_dirichlet_noise_at_the_mcts_root_follows_its_weight_and_alpha(tmp_path):
+    """AlphaZero's root noise: prior = (1 - w) P + w n, n ~ Dir(alpha), P the priors without
+    noise (w = 0, the same sampled children). A large alpha gives n close to uniform (1/m
+    each), a tiny one puts nearly all of n on one child."""
+    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=3"]
+    sets += ["search.mcts_expansions=3", "search.max_steps=2", "search.step_tokens=6", "search.mcts_value=none"]
+    sets += ["train.policy.max_steps=1", "task.train_size=4"]
+    roots = {}
+    for name, w, alpha in (("plain", 0.0, 0.3), ("flat", 0.5, 1000.0), ("peaked", 0.5, 0.01)):
+        run = tmp_path / name
+        got = iterate(run, [*sets, f"search.mcts_dirichlet_weight={w}", f"search.mcts_dirichlet_alpha={alpha}"])
+        assert got.exit_code == 0, got.output
+        trees = rows(run / "iter_0001" / "trees.jsonl")
+        roots[name] = [[n for n in t["nodes"] if n["parent"] == 0] for t in trees]
+    assert len(roots["plain"]) == 4
+    for plain, flat, peaked in zip(roots["plain"], roots["flat"], roots["peaked"], strict=True):
+        assert [n["step"] for n in plain] == [n["step"] for n in flat] == [n["step"] for n in peaked]
+        p = [n["prior"] for n in plain]
+        assert len(p) == 3 and sum(p) == pytest.approx(1.0)
+        assert [n["prior"] for n in flat] == pytest.approx([0.5 * x + 0.5 / 3 for x in p], abs=0.03)
+        assert max(n["prior"] - 0.5 * x for n, x in zip(peaked, p, strict=True)) > 0.49

@@ -1,5 +1,7 @@
 """Tree search on tiny models: tree shapes, backups, budgets, pairs and prefix reuse."""
 
+import pytest
+
 from reasoner.config import SearchConfig
 from reasoner.generation.hf import HFBackend
 from reasoner.records import Problem
@@ -134,3 +136,18 @@ def test_mcts_pairs_of_the_same_kind_by_hand():
         ("The answer is 7.", "The answer is 9.")
     ]
     assert len(_pairs(tree, 0.6)) == 1  # the margin still applies: only a over c differs by 0.6+
+
+
+def test_dirichlet_noise_has_dirichlets_moments_even_for_a_small_alpha():
+    """Dir(alpha) over n children: each share has mean 1/n and variance (1/n)(1 - 1/n)/(n alpha + 1).
+    alpha = 0.01 once came out uniform (every float32 gamma draw underflowed to the same value)."""
+    import torch
+
+    from reasoner.search.mcts import _dirichlet
+
+    gen = torch.Generator().manual_seed(0)
+    for alpha in (0.01, 0.3, 1000.0):
+        draws = torch.stack([_dirichlet(3, alpha, gen) for _ in range(4000)])
+        assert torch.allclose(draws.sum(1), torch.ones(4000, dtype=draws.dtype))
+        assert draws.mean(0).tolist() == pytest.approx([1 / 3] * 3, abs=0.03)
+        assert draws[:, 0].var().item() == pytest.approx((1 / 3) * (2 / 3) / (3 * alpha + 1), rel=0.1, abs=1e-5)

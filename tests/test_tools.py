@@ -270,6 +270,24 @@ def scripted_backend():
     del BACKENDS["scripted-tools"]
 
 
+def test_max_output_chars_cuts_what_the_model_is_shown_through_iterate(tmp_path):
+    """`tools.max_output_chars`: a 40-character output is written back cut to 12 characters
+    (9 of them and "..."), and the model answers from what it was shown."""
+    BACKENDS["scripted-long"] = lambda spec, device="cpu", settings=None: Scripted(computes("print('7' * 40)"))
+    sets = [*TINY_SAMPLES, "task.prompt=tools", "generate.backend=scripted-long", "generate.max_new_tokens=160"]
+    sets += ["evaluate.max_new_tokens=160", "run.iterations=1", "train.policy.max_steps=1", "tools.cpu_seconds=2"]
+    try:
+        for cap, shown in ((12, "7" * 9 + "..."), (400, "7" * 40)):
+            run = tmp_path / str(cap)
+            got = runner.invoke(app, ["iterate", "--run", str(run), *as_sets([*sets, f"tools.max_output_chars={cap}"])])
+            assert got.exit_code == 0, got.output
+            rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()]
+            assert rollouts and all(r["meta"]["executions"][0]["output"] == shown for r in rollouts)
+            assert all(f"```output\n{shown}\n```" in r["text"] for r in rollouts)
+    finally:
+        del BACKENDS["scripted-long"]
+
+
 def test_iterate_and_evaluate_run_the_models_code(tmp_path, scripted_backend):
     run = tmp_path / "r"
     sets = [

@@ -58,8 +58,13 @@ def _set_priors(tree: SearchTree, parent: int, rng: random.Random, alpha: float,
 
 
 def _dirichlet(n: int, alpha: float, gen: torch.Generator) -> torch.Tensor:
-    g = torch._standard_gamma(torch.full((n,), alpha), generator=gen)
-    return g / g.sum()
+    """(n,) Dirichlet(alpha) noise, drawn in log space: Gamma(a) = Gamma(a + 1) * U^(1/a)
+    (Marsaglia and Tsang 2000), so a small alpha (AlphaZero's 0.03) puts its mass on one child
+    instead of every gamma draw underflowing to the same smallest float and the noise coming
+    out uniform."""
+    g = torch._standard_gamma(torch.full((n,), alpha + 1.0, dtype=torch.float64), generator=gen)
+    u = torch.rand(n, generator=gen, dtype=torch.float64).clamp_min(1e-300)
+    return torch.softmax(g.log() + u.log() / alpha, dim=0)
 
 
 def _values(trees, new, settings: SearchSettings) -> list[float]:
