@@ -208,13 +208,27 @@ def _set(obj: Any, path: tuple[str, ...], value: Any, where: tuple[str, ...] = (
 
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """``config`` with the ``--set`` overrides applied. A check between keys is made on the
+    result, not after each override: ``train.policy.batch_size=2`` then
+    ``train.policy.micro_batch_size=2`` is accepted though the first alone (micro batch 8) is not.
+    A bad override is named in the error."""
+    data, refused = to_mapping(config), []
     for text in overrides:
         for path, value in parse_override(text):
             try:
                 config = _set(config, path, value)
             except ConfigError as err:
-                raise ConfigError(f"--set {text}: {err}") from None
-    return config
+                refused.append(ConfigError(f"--set {text}: {err}"))
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+    if not refused:
+        return config
+    try:  # refused one at a time; together, once every override is in, the checks may pass
+        return from_mapping(data, warn=False)
+    except ConfigError:
+        raise refused[0] from None
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None, *, warn: bool = True) -> Config:

@@ -69,6 +69,16 @@ def test_bad_overrides_say_what_is_wrong(override, fragment):
         cfg.apply_overrides(cfg.Config(), [override])
 
 
+def test_checks_between_keys_see_every_override_whatever_their_order():
+    """batch_size 2 with the default micro batch 8 is refused alone, accepted with micro 2
+    given after it; a combination that stays wrong names the override that was refused."""
+    both = cfg.apply_overrides(cfg.Config(), ["train.policy.batch_size=2", "train.policy.micro_batch_size=2"])
+    assert (both.train.policy.batch_size, both.train.policy.micro_batch_size) == (2, 2)
+    assert both.train.reward.batch_size == cfg.Config().train.reward.batch_size  # nothing else moved
+    with pytest.raises(cfg.ConfigError, match=r"--set train.policy.batch_size=2: .* multiple of micro_batch_size"):
+        cfg.apply_overrides(cfg.Config(), ["train.policy.batch_size=2", "train.policy.micro_batch_size=3"])
+
+
 def test_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'x'\n")

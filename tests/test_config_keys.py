@@ -50,33 +50,64 @@ def ran(run: Path, sets: list[str]) -> tuple[list[dict], dict[str, list[float]],
     return rows(run / "iter_0001" / "rollouts.jsonl"), labels, manifest
 
 
+def train_answers() -> dict[str, str]:
+    """The gold answer of each training problem of TINY_SAMPLES' first iteration, by question."""
+    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
+    return {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+
+
 @pytest.fixture
-def claims_run(tmp_path):
+def scripted_run(tmp_path):
+    """``scripted_run(name, write, sets)``: one iteration of a stand-in policy whose samples are
+    ``write(answer, call)`` (``call`` counts the policy's rows); its rollouts, raw labels and
+    manifest."""
+    gold, calls = train_answers(), iter(range(10_000))
+    writer = {}
+
+    def script(context: str) -> str:
+        return writer["write"](next((a for q, a in gold.items() if q in context), "0"), next(calls))
+
+    BACKENDS["scripted-keys"] = lambda spec, device="cpu", settings=None: Scripted(script)
+    base = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-keys", "generate.max_new_tokens=60"]
+
+    def run(name: str, write, sets: list[str]):
+        writer["write"] = write
+        return ran(tmp_path / name, [*base, *sets])
+
+    yield run
+    del BACKENDS["scripted-keys"]
+
+
+@pytest.fixture
+def claims_run(scripted_run):
     """``claims_run(name, sets)``: one iteration whose samples are CLAIMS by turns, each with the
     right answer, labelled by `code`; its rollouts (each with ``kind``, the index into CLAIMS),
     raw labels and manifest."""
-    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
-    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
-    calls = iter(range(10_000))
-
-    def script(context: str) -> str:
-        answer = next((a for q, a in gold.items() if q in context), "0")
-        return f"{CLAIMS[next(calls) % 3]}\nThe answer is {answer}."
-
-    BACKENDS["scripted-claims-keys"] = lambda spec, device="cpu", settings=None: Scripted(script)
-    base = [*TINY_SAMPLES, "run.iterations=1", "generate.backend=scripted-claims-keys", "generate.max_new_tokens=60"]
-    base += ['label.labellers=["code"]', "train.select_by=code", "train.max_per_problem=8", "train.policy.max_steps=1"]
+    base = ['label.labellers=["code"]', "train.select_by=code", "train.max_per_problem=8", "train.policy.max_steps=1"]
 
     def run(name: str, sets: list[str]):
-        rollouts, labels, manifest = ran(tmp_path / name, [*base, *sets])
+        write = lambda answer, call: f"{CLAIMS[call % 3]}\nThe answer is {answer}."  # noqa: E731
+        rollouts, labels, manifest = scripted_run(name, write, [*base, *sets])
         for r in rollouts:
             r["kind"] = next(i for i, c in enumerate(CLAIMS) if r["text"].startswith(c))
         assert all(r["correct"] for r in rollouts) and {r["kind"] for r in rollouts} == {0, 1, 2}
         assert all(labels[r["id"]] == RAW[r["kind"]] for r in rollouts)
         return rollouts, labels, manifest
 
-    yield run
-    del BACKENDS["scripted-claims-keys"]
+    return run
+
+
+def test_warmup_steps_shape_the_learning_rate_each_step_logs(scripted_run, tmp_path):
+    """8 examples (one right answer a problem), 2 a step: 4 steps. Linear warm-up over
+    `train.policy.warmup_steps` = 2, then linear decay to 0: the rate after steps 1-4 is
+    2/3, 1, 1/2 and 0 of the peak 1e-3 (metrics.jsonl logs the rate the next step uses)."""
+    sets = ["train.policy.warmup_steps=2", "train.policy.learning_rate=1e-3", "train.policy.batch_size=2"]
+    sets += ["train.policy.micro_batch_size=2", "train.policy.epochs=1", 'label.labellers=["code"]']
+    _, _, manifest = scripted_run("warm", lambda answer, call: f"The answer is {answer}.", sets)
+    assert manifest["train"]["metrics"]["examples"] == 8 and manifest["train"]["metrics"]["steps"] == 4
+    logged = [r for r in rows(tmp_path / "warm" / "metrics.jsonl") if r.get("phase") == "train" and "lr" in r]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    assert [r["lr"] for r in logged] == pytest.approx([2e-3 / 3, 1e-3, 5e-4, 0.0])
 
 
 def test_clip_shaping_with_its_eta_and_the_sum_rule_select_what_they_say(claims_run):
