@@ -23,15 +23,16 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 
 
 class Row(dict):
-    """A row's fields, and where it was read: ``where`` is ``"line 3"`` or ``"row 3"``."""
+    """A row's fields, and where it was read: its file (``path``), and its line or row
+    (``number``, counted in ``unit``: ``"line"`` or ``"row"``)."""
 
-    def __init__(self, fields: dict[str, Any], number: int, unit: str = "line"):
+    def __init__(self, fields: dict[str, Any], path: Path, number: int, unit: str = "line"):
         super().__init__(fields)
-        self.number, self.unit = number, unit
+        self.path, self.number, self.unit = path, number, unit
 
-    def error(self, path: Path, field_name: str | None, message: str) -> RecordError:
+    def error(self, field_name: str | None, message: str) -> RecordError:
         """An error naming the file, this row's line (or row number) and the field."""
-        return RecordError(path, self.number, field_name, message, unit=self.unit)
+        return RecordError(self.path, self.number, field_name, message, unit=self.unit)
 
 
 def read_rows(path: str | Path) -> Iterator[Row]:
@@ -42,7 +43,7 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         for number, obj in iter_objects(path):
-            yield Row(obj, number)
+            yield Row(obj, path, number)
     elif suffix == ".json":
         yield from _json_rows(path)
     elif suffix in (".csv", ".tsv"):
@@ -71,12 +72,12 @@ def _json_rows(path: Path) -> Iterator[Row]:
         whole = json.loads(text)
     except json.JSONDecodeError:  # not one JSON value: JSON Lines under a .json name
         for number, obj in iter_objects(path):
-            yield Row(obj, number)
+            yield Row(obj, path, number)
         return
     if isinstance(whole, dict):
         lists = [v for v in whole.values() if isinstance(v, list)]
         if len(lists) != 1:  # a file of one object is a file of one row
-            yield Row(whole, 1)
+            yield Row(whole, path, 1)
             return
         whole = lists[0]
     if not isinstance(whole, list):
@@ -84,7 +85,7 @@ def _json_rows(path: Path) -> Iterator[Row]:
     for number, obj in enumerate(whole, start=1):
         if not isinstance(obj, dict):
             raise RecordError(path, number, None, f"expected a JSON object, got {type(obj).__name__}", unit="row")
-        yield Row(obj, number, "row")
+        yield Row(obj, path, number, "row")
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
@@ -96,7 +97,7 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
         if extra:
             raise RecordError(path, reader.line_num, None, f"{len(extra)} more value(s) than the header's fields")
         # a short line's missing values are None: the field is absent, not empty
-        yield Row({k: v for k, v in fields.items() if v is not None}, reader.line_num)
+        yield Row({k: v for k, v in fields.items() if v is not None}, path, reader.line_num)
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:
@@ -107,4 +108,4 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
     except Exception as err:  # pyarrow raises several kinds; name the file either way
         raise RecordError(path, 0, None, f"not a Parquet file ({err})") from None
     for number, fields in enumerate(table.to_pylist(), start=1):
-        yield Row(fields, number, "row")
+        yield Row(fields, path, number, "row")

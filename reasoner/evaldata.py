@@ -62,12 +62,26 @@ def gold_answer(value: Any) -> str | None:
 
 
 def rows_of(path: Path) -> Iterator[Row]:
-    """The rows of a data file (JSON Lines, JSON, CSV, Parquet: `reasoner.datafiles`) or of a
-    local `datasets` folder (saved with ``save_to_disk``; rows count from 1 there too)."""
+    """The rows of a data file (JSON Lines, JSON, CSV, Parquet: `reasoner.datafiles`), of a
+    local `datasets` folder (saved with ``save_to_disk``; rows count from 1 there too), or of a
+    folder's test split as a pack reads it (``test.jsonl``, ``test.parquet``, the hub's shards
+    ``test-00000-of-00002.parquet`` ..., also in ``main/`` or ``data/``)."""
+    from reasoner.tasks.loading import split_files
+
     if not path.exists():
         raise MissingFile(f"{path}: no such file or folder (--data)")
     if not path.is_dir():
         yield from read_rows(path)
+        return
+    if not any((path / name).exists() for name in ("dataset_dict.json", "state.json", "dataset_info.json")):
+        files = split_files(path, ("test", "test500"), "main")
+        if not files:
+            raise MissingFile(
+                f"{path}: neither a datasets folder (save_to_disk) nor a folder with a test split "
+                "(test.jsonl, test.parquet, test-00000-of-00001.parquet, ...) (--data)"
+            )
+        for file in files:
+            yield from read_rows(file)
         return
     import datasets
 
@@ -79,7 +93,7 @@ def rows_of(path: Path) -> Iterator[Row]:
         split = "test" if "test" in data else next(iter(data))
         data = data[split]
     for number, fields in enumerate(data, start=1):
-        yield Row(fields, number, "row")
+        yield Row(fields, path, number, "row")
 
 
 def load_problems(
@@ -96,7 +110,6 @@ def load_problems(
                 expected = ", ".join(names)
                 found = ", ".join(sorted(row)) or "none"
                 raise row.error(
-                    path,
                     missing[0],
                     f"missing; the {role} ({'--' + role} {(question if role == 'question' else answer)!r}) "
                     f"needs field(s) {expected}; this {row.unit} has {found}",
@@ -104,11 +117,11 @@ def load_problems(
         text = fill(question, row)
         gold = gold_answer(fill(answer, row))
         if not isinstance(text, str) or not text.strip():
-            raise row.error(path, wanted["question"][0], "the question is empty or not text")
+            raise row.error(wanted["question"][0], "the question is empty or not text")
         if not gold:
-            raise row.error(path, wanted["answer"][0], "the answer is empty or not text or a number")
+            raise row.error(wanted["answer"][0], "the answer is empty or not text or a number")
         meta = {key: str(row[f]) for f, key in META_FIELDS.items() if row.get(f) is not None}
-        problems.append(Problem(id=f"{path.stem}-{row.number}", pack=pack, question=text, answer=gold, meta=meta))
+        problems.append(Problem(id=f"{row.path.stem}-{row.number}", pack=pack, question=text, answer=gold, meta=meta))
         if limit is not None and len(problems) >= limit:
             break
     if not problems:

@@ -181,3 +181,28 @@ def test_a_list_field_in_a_template_gives_one_item_a_line(tmp_path):
     [problem] = load_problems(write(tmp_path / "aqua.jsonl", [row]), pack="gsm8k", question="{question}\n{options}",
                               answer="correct")  # fmt: skip
     assert problem.question == "Two plus two?\nA)3\nB)4\nC)5" and problem.answer == "B"
+
+
+def test_evaluate_data_reads_a_folders_test_split_shard_by_shard(tmp_path):
+    """`--data FOLDER` that is no `datasets` folder: its test split as a pack reads it, here the
+    hub's two shards in main/; ids name the shard and row, and an error names the shard."""
+    rows = [{"question": f"What is {a} plus {b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6)]]
+    (tmp_path / "hub" / "main").mkdir(parents=True)
+    write(tmp_path / "hub" / "main" / "test-00000-of-00002.parquet", rows[:2])
+    write(tmp_path / "hub" / "main" / "test-00001-of-00002.parquet", rows[2:])
+    problems = load_problems(tmp_path / "hub", pack="gsm8k")
+    assert [p.answer for p in problems] == ["3", "7", "11"]
+    assert [p.id for p in problems] == ["test-00000-of-00002-1", "test-00000-of-00002-2", "test-00001-of-00002-1"]
+    out = tmp_path / "out"
+    args = ["evaluate", "--model", "tiny", "--pack", "arith", "--data", str(tmp_path / "hub"), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["gold"] for x in (out / "samples.jsonl").read_text().splitlines()] == ["3", "7", "11"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o2"), "--answer", "target"])
+    shard = tmp_path / "hub" / "main" / "test-00000-of-00002.parquet"
+    assert result.exit_code == 2 and f"{shard}: row 1: field 'target': missing" in flat(result.output)
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, [*args[:-4], "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o3")])
+    assert result.exit_code == 2 and "neither a datasets folder (save_to_disk) nor a folder with a test split" in flat(
+        result.output
+    )
