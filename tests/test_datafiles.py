@@ -206,3 +206,20 @@ def test_evaluate_data_reads_a_folders_test_split_shard_by_shard(tmp_path):
     assert result.exit_code == 2 and "neither a datasets folder (save_to_disk) nor a folder with a test split" in flat(
         result.output
     )
+
+
+def test_a_datasets_folder_saved_with_save_to_disk(tmp_path):
+    """A `datasets` folder: a Dataset, or a DatasetDict whose test split is read."""
+    import datasets
+
+    rows = [{"question": "What is 1 plus 2?", "answer": "3"}, {"question": "What is 2 plus 2?", "answer": 4}]
+    datasets.Dataset.from_list([{**r, "answer": str(r["answer"])} for r in rows]).save_to_disk(str(tmp_path / "one"))
+    both = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list([{"question": "Q?", "answer": "0"}]),
+         "test": datasets.Dataset.from_list([{"question": "What is 2 plus 2?", "answer": "4"}])}
+    )  # fmt: skip
+    both.save_to_disk(str(tmp_path / "dict"))
+    assert [(p.answer, p.id) for p in load_problems(tmp_path / "one", pack="gsm8k")] == [("3", "one-1"), ("4", "one-2")]
+    assert [p.question for p in load_problems(tmp_path / "dict", pack="gsm8k")] == ["What is 2 plus 2?"]
+    with pytest.raises(RecordError, match=r"one: row 1: field 'target': missing"):
+        load_problems(tmp_path / "one", pack="gsm8k", answer="{target}")
