@@ -288,6 +288,29 @@ def test_max_output_chars_cuts_what_the_model_is_shown_through_iterate(tmp_path)
         del BACKENDS["scripted-long"]
 
 
+def test_max_calls_bounds_the_blocks_run_per_solution_through_iterate(tmp_path):
+    """`tools.max_calls`: a model that writes a new block after every output gets that many run."""
+
+    def again(context: str) -> str:
+        return "```python\nprint(len('" + "x" * context.count("```output") + "'))\n```\n```output\n"
+
+    BACKENDS["scripted-again"] = lambda spec, device="cpu", settings=None: Scripted(again)
+    sets = [*TINY_SAMPLES, "task.prompt=tools", "generate.backend=scripted-again", "generate.max_new_tokens=300"]
+    sets += ["evaluate.max_new_tokens=40", "run.iterations=1", "train.policy.max_steps=1", "tools.cpu_seconds=2"]
+    try:
+        for calls in (1, 3):
+            run = tmp_path / str(calls)
+            got = runner.invoke(app, ["iterate", "--run", str(run), *as_sets([*sets, f"tools.max_calls={calls}"])])
+            assert got.exit_code == 0, got.output
+            rollouts = [json.loads(line) for line in (run / "iter_0001" / "rollouts.jsonl").open()]
+            for r in rollouts:  # the count starts at the prompt's own worked examples' output blocks
+                outputs = [int(e["output"]) for e in r["meta"]["executions"]]
+                assert outputs == list(range(outputs[0], outputs[0] + calls)), outputs
+            assert rollouts
+    finally:
+        del BACKENDS["scripted-again"]
+
+
 def test_iterate_and_evaluate_run_the_models_code(tmp_path, scripted_backend):
     run = tmp_path / "r"
     sets = [
