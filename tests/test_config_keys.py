@@ -279,3 +279,22 @@ def test_dirichlet_noise_at_the_mcts_root_follows_its_weight_and_alpha(tmp_path)
         assert len(p) == 3 and sum(p) == pytest.approx(1.0)
         assert [n["prior"] for n in flat] == pytest.approx([0.5 * x + 0.5 / 3 for x in p], abs=0.03)
         assert max(n["prior"] - 0.5 * x for n, x in zip(peaked, p, strict=True)) > 0.49
+
+
+def test_mcts_token_budget_stops_each_problems_search(tmp_path):
+    """`search.mcts_token_budget`: a tree stops expanding once its steps hold that many tokens;
+    the last expansion may pass it by at most expansions x step_tokens (2 x 4)."""
+    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=40"]
+    sets += ["search.mcts_expansions=2", "search.max_steps=3", "search.step_tokens=4", "search.mcts_value=none"]
+    sets += ["train.policy.max_steps=1", "task.train_size=4"]
+    spent = {}
+    for budget in (0, 10):
+        run = tmp_path / str(budget)
+        got = iterate(run, [*sets, f"search.mcts_token_budget={budget}"])
+        assert got.exit_code == 0, got.output
+        spent[budget] = [
+            sum(n["token_end"] - n["token_start"] for n in t["nodes"] if n["parent"] is not None)
+            for t in rows(run / "iter_0001" / "trees.jsonl")
+        ]
+    assert len(spent[10]) == 4 and all(10 <= s < 10 + 2 * 4 for s in spent[10]), spent
+    assert all(s >= 10 + 2 * 4 for s in spent[0]), spent  # without the cap every tree grew past it
