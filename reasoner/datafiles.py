@@ -3,7 +3,8 @@
 JSON Lines (``.jsonl``, ``.ndjson``), JSON (``.json``: an array of objects, an object holding
 one such array as the hub's exports do (``{"data": [...]}``), or JSON Lines under that name),
 CSV and TSV (a header line naming the fields; every value is text) and Parquet (the hub's own
-format: ``test-00000-of-00001.parquet``). Every row comes with where it is, so an error names
+format: ``test-00000-of-00001.parquet``); any other suffix is read as JSON Lines, as every
+file was before. Every row comes with where it is, so an error names
 the file and the line (JSON Lines, CSV) or the row (a JSON array, Parquet); rows count from 1.
 """
 
@@ -50,9 +51,17 @@ def read_rows(path: str | Path) -> Iterator[Row]:
         yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     elif suffix == ".parquet":
         yield from _parquet_rows(path)
-    else:
-        what = suffix or "a file without a suffix"
-        raise UserError(f"{path}: cannot read {what}; data files are {', '.join(SUFFIXES)}")
+    else:  # another suffix (.txt, none): JSON Lines, as before formats were told apart
+        rows = iter_objects(path)
+        try:
+            first = next(rows, None)
+        except RecordError as err:
+            what = suffix or "a file without a suffix"
+            raise UserError(f"{err}; data files are {', '.join(SUFFIXES)} (this one: {what})") from None
+        if first is not None:
+            yield Row(first[1], path, first[0])
+        for number, obj in rows:
+            yield Row(obj, path, number)
 
 
 def _text(path: Path) -> str:

@@ -98,8 +98,11 @@ def test_bad_rows_are_refused_naming_the_file_the_line_or_row_and_the_field(tmp_
         list(read_rows(fake))
     other = tmp_path / "mine.xlsx"
     other.write_text("x")
-    with pytest.raises(UserError, match=r"mine.xlsx: cannot read .xlsx; data files are .jsonl, .ndjson, .json"):
+    with pytest.raises(UserError, match=r"mine.xlsx:1: invalid JSON.*; data files are .jsonl, .ndjson, .json.*xlsx"):
         list(read_rows(other))
+    lines = tmp_path / "mine.txt"  # another suffix holding JSON Lines is read as before
+    lines.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert [dict(r) for r in read_rows(lines)] == ROWS
 
 
 def test_evaluate_reads_parquet_and_names_the_row_of_a_bad_one(tmp_path):
