@@ -84,22 +84,17 @@ def test_bad_rows_are_refused_naming_the_file_the_line_or_row_and_the_field(tmp_
     path = write(tmp_path / "bad.parquet", [ROWS[0], {"question": None, "answer": "4", "level": None}])
     with pytest.raises(RecordError, match=r"bad.parquet: row 2: field 'question': the question is empty"):
         load_problems(path, pack="gsm8k")
-    array = tmp_path / "array.json"
-    array.write_text(json.dumps([ROWS[0], ["not", "an", "object"]]))
-    with pytest.raises(RecordError, match=r"array.json: row 2: expected a JSON object, got list"):
-        list(read_rows(array))
-    surplus = tmp_path / "surplus.csv"
-    surplus.write_text("question,answer\n1 + 1?,2\n2 + 2?,4,extra\n")
-    with pytest.raises(RecordError, match=r"surplus.csv:3: 1 more value\(s\) than the header's fields"):
-        list(read_rows(surplus))
-    fake = tmp_path / "fake.parquet"
-    fake.write_text("question,answer\n")
-    with pytest.raises(RecordError, match=r"fake.parquet: not a Parquet file"):
-        list(read_rows(fake))
-    other = tmp_path / "mine.xlsx"
-    other.write_text("x")
-    with pytest.raises(UserError, match=r"mine.xlsx:1: invalid JSON.*; data files are .jsonl, .ndjson, .json.*xlsx"):
-        list(read_rows(other))
+    for name, text, error, pattern in (
+        ("array.json", json.dumps([ROWS[0], ["not", "an", "object"]]), RecordError,
+         r"array.json: row 2: expected a JSON object, got list"),
+        ("surplus.csv", "question,answer\n1 + 1?,2\n2 + 2?,4,extra\n", RecordError,
+         r"surplus.csv:3: 1 more value\(s\) than the header's fields"),
+        ("fake.parquet", "question,answer\n", RecordError, r"fake.parquet: not a Parquet file"),
+        ("mine.xlsx", "x", UserError, r"mine.xlsx:1: invalid JSON.*; data files are .jsonl, .ndjson, .json.*xlsx"),
+    ):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        with pytest.raises(error, match=pattern):
+            list(read_rows(tmp_path / name))
     lines = tmp_path / "mine.txt"  # another suffix holding JSON Lines is read as before
     lines.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     assert [dict(r) for r in read_rows(lines)] == ROWS
