@@ -13,14 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from reasoner.errors import MissingFile, UserError
 from reasoner.records import RecordError, iter_objects
-
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 
 
 class Row(dict):
@@ -37,31 +35,28 @@ class Row(dict):
 
 
 def read_rows(path: str | Path) -> Iterator[Row]:
-    """The rows of ``path``, read by its suffix (see the module docstring)."""
+    """The rows of ``path``, read by its suffix (`READERS`; see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        for number, obj in iter_objects(path):
-            yield Row(obj, path, number)
-    elif suffix == ".json":
-        yield from _json_rows(path)
-    elif suffix in (".csv", ".tsv"):
-        yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
-    elif suffix == ".parquet":
-        yield from _parquet_rows(path)
-    else:  # another suffix (.txt, none): JSON Lines, as before formats were told apart
-        rows = iter_objects(path)
-        try:
-            first = next(rows, None)
-        except RecordError as err:
-            what = suffix or "a file without a suffix"
-            raise UserError(f"{err}; data files are {', '.join(SUFFIXES)} (this one: {what})") from None
-        if first is not None:
-            yield Row(first[1], path, first[0])
-        for number, obj in rows:
-            yield Row(obj, path, number)
+    if suffix in READERS:
+        yield from READERS[suffix](path)
+        return
+    rows = _jsonl_rows(path)  # another suffix (.txt, none): JSON Lines, as before formats were told apart
+    try:
+        first = next(rows, None)
+    except RecordError as err:
+        what = suffix or "a file without a suffix"
+        raise UserError(f"{err}; data files are {', '.join(READERS)} (this one: {what})") from None
+    if first is not None:
+        yield first
+    yield from rows
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    for number, obj in iter_objects(path):
+        yield Row(obj, path, number)
 
 
 def _text(path: Path) -> str:
@@ -80,8 +75,7 @@ def _json_rows(path: Path) -> Iterator[Row]:
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:  # not one JSON value: JSON Lines under a .json name
-        for number, obj in iter_objects(path):
-            yield Row(obj, path, number)
+        yield from _jsonl_rows(path)
         return
     if isinstance(whole, dict):
         lists = [v for v in whole.values() if isinstance(v, list)]
@@ -118,3 +112,15 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
         raise RecordError(path, 0, None, f"not a Parquet file ({err})") from None
     for number, fields in enumerate(table.to_pylist(), start=1):
         yield Row(fields, path, number, "row")
+
+
+# A reader by suffix: each yields a file's rows with their line or row numbers.
+READERS: dict[str, Callable[[Path], Iterator[Row]]] = {
+    ".jsonl": _jsonl_rows,
+    ".ndjson": _jsonl_rows,
+    ".json": _json_rows,
+    ".csv": lambda path: _csv_rows(path, ","),
+    ".tsv": lambda path: _csv_rows(path, "\t"),
+    ".parquet": _parquet_rows,
+}
+SUFFIXES = tuple(READERS)
