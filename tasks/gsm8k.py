@@ -75,8 +75,13 @@ class GSM8KPack:
 
     @staticmethod
     def worked(problem: Problem) -> str:
-        """A worked solution in the format the prompt asks for: one step per line, then the answer."""
-        return f"{problem.solution}\nThe answer is {problem.answer}."
+        """A worked solution in the format the prompt asks for: one step per line, then the answer
+        (the answer alone for a row whose answer field holds no ``####`` solution)."""
+        return (
+            f"{problem.solution}\nThe answer is {problem.answer}."
+            if problem.solution
+            else f"The answer is {problem.answer}."
+        )
 
     def split_steps(self, text: str) -> list[str]:
         return split_steps(text, "\n")

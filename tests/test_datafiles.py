@@ -221,3 +221,15 @@ def test_a_datasets_folder_saved_with_save_to_disk(tmp_path):
     assert [p.question for p in load_problems(tmp_path / "dict", pack="gsm8k")] == ["What is 2 plus 2?"]
     with pytest.raises(RecordError, match=r"one: row 1: field 'target': missing"):
         load_problems(tmp_path / "one", pack="gsm8k", answer="{target}")
+
+
+def test_gsm8k_rows_with_a_bare_answer_make_clean_worked_examples(tmp_path):
+    """A GSM8K-style file of the user's whose answers are bare numbers (no "... #### N"): the
+    few-shot examples are "The answer is N." with no empty first line."""
+    rows = [{"question": f"Q{i}?", "answer": str(i)} for i in range(5)]
+    write(tmp_path / "train.csv", rows)
+    write(tmp_path / "test.csv", rows)
+    pack = get_pack("gsm8k", source=str(tmp_path), prompt="fewshot")
+    problem = pack.problems("test", 1, 0)[0]
+    assert problem.answer == "0" and problem.solution == ""
+    assert pack.messages(problem)[2]["content"] == "The answer is 0."
