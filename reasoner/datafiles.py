@@ -1,7 +1,8 @@
 """Rows of a user's data file, in the formats data sets ship in.
 
 JSON Lines (``.jsonl``, ``.ndjson``), JSON (``.json``: an array of objects, an object holding
-one such array as the hub's exports do (``{"data": [...]}``), or JSON Lines under that name),
+one such array as the hub's exports do (``{"data": [...]}``) or its splits (the ``test`` one is
+read), or JSON Lines under that name),
 CSV and TSV (a header line naming the fields; every value is text) and Parquet (the hub's own
 format: ``test-00000-of-00001.parquet``); any other suffix is read as JSON Lines, as every
 file was before. Every row comes with where it is, so an error names
@@ -78,11 +79,14 @@ def _json_rows(path: Path) -> Iterator[Row]:
         yield from _jsonl_rows(path)
         return
     if isinstance(whole, dict):
-        lists = [v for v in whole.values() if isinstance(v, list)]
-        if len(lists) != 1:  # a file of one object is a file of one row
+        lists = {k: v for k, v in whole.items() if isinstance(v, list)}
+        if "test" in lists:  # splits in one file: {"train": [...], "test": [...]}
+            whole = lists["test"]
+        elif len(lists) == 1:
+            whole = next(iter(lists.values()))
+        else:  # a file of one object is a file of one row
             yield Row(whole, path, 1)
             return
-        whole = lists[0]
     if not isinstance(whole, list):
         raise RecordError(path, 1, None, f"expected an array of objects, got {type(whole).__name__}")
     for number, obj in enumerate(whole, start=1):

@@ -64,6 +64,9 @@ def test_json_arrays_wrapped_arrays_and_json_lines_named_json(tmp_path):
     lines = tmp_path / "lines.json"  # the hub's JSON exports are often JSON Lines under .json
     lines.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     assert [dict(r) for r in read_rows(lines)] == ROWS and [r.unit for r in read_rows(lines)] == ["line"] * 3
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": [{"question": "Q?", "answer": "0"}], "test": ROWS}))
+    assert [dict(r) for r in read_rows(splits)] == ROWS
     single = tmp_path / "single.json"
     single.write_text(json.dumps(ROWS[0]))
     assert [dict(r) for r in read_rows(single)] == [ROWS[0]]
