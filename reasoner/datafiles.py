@@ -79,7 +79,7 @@ def _json_rows(path: Path) -> Iterator[Row]:
         yield from _jsonl_rows(path)
         return
     if isinstance(whole, dict):
-        lists = {k: v for k, v in whole.items() if isinstance(v, list)}
+        lists = {k: v for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
         if "test" in lists:  # splits in one file: {"train": [...], "test": [...]}
             whole = lists["test"]
         elif len(lists) == 1:

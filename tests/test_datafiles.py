@@ -70,6 +70,9 @@ def test_json_arrays_wrapped_arrays_and_json_lines_named_json(tmp_path):
     single = tmp_path / "single.json"
     single.write_text(json.dumps(ROWS[0]))
     assert [dict(r) for r in read_rows(single)] == [ROWS[0]]
+    listed = {**ROWS[0], "options": ["A)1", "B)2"]}  # one row with a list field is still one row
+    single.write_text(json.dumps(listed))
+    assert [dict(r) for r in read_rows(single)] == [listed]
 
 
 def test_bad_rows_are_refused_naming_the_file_the_line_or_row_and_the_field(tmp_path):
