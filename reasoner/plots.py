@@ -32,6 +32,10 @@ def _figure(title: str, xlabel: str, ylabel: str):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    if xlabel == "iteration":  # iterations are whole numbers: no tick at 1.25
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, ax
 
 
