@@ -3,7 +3,9 @@ checked against the artefacts the run wrote: reward shaping (`label.shaping`,
 `label.clip_eta`), the selection rule (`train.select_rule`), Math-Shepherd's completion
 temperature (`label.mc_temperature`), the implicit PRM's starting weights
 (`label.reward_model`), the prompt length cap (`model.max_prompt_tokens`), StepWiser's target
-rule (`label.judge_rule`, `label.judge_tau`) and reset (`search.judge_resets`)."""
+rule (`label.judge_rule`, `label.judge_tau`) and reset (`search.judge_resets`), the warm-up
+(`train.policy.warmup_steps`), MCTS's root noise (`search.mcts_dirichlet_weight`, `_alpha`) and
+token budget (`search.mcts_token_budget`)."""
 
 import json
 from pathlib import Path
