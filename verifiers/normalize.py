@@ -88,8 +88,7 @@ def parse_number(text: str) -> Fraction | None:
     \\frac{3}{4}  \\frac34  3/4  2\\frac58 and 2 5/8 (mixed)."""
     m = re.fullmatch(r"\s*([-+]?)(\d+)\s+(\d+)/(\d+)\s*", text)  # before spaces go: "2 1/2" is not 21/2
     if m:
-        frac = _ratio("", m.group(3), m.group(4))
-        return None if frac is None else (-1 if m.group(1) == "-" else 1) * (int(m.group(2)) + frac)
+        return _mixed(*m.groups())
     s = text.replace(" ", "")
     if not s or len(s) > 64:
         return None
@@ -112,13 +111,17 @@ def parse_number(text: str) -> Fraction | None:
     m = _MIXED.match(s)
     if m:
         g = [x for x in m.groups() if x is not None]
-        sign, whole, num, den = (g[0], g[1], g[2], g[3]) if len(g) == 4 else ("", g[0], g[1], g[2])
-        frac = _ratio("", num, den)
-        return None if frac is None else (-1 if sign == "-" else 1) * (int(whole) + frac)
+        return _mixed(*g) if len(g) == 4 else _mixed("", *g)
     m = re.fullmatch(r"([-+]?\d+)/([-+]?\d+)", s)
     if m:
         return _ratio("", m.group(1), m.group(2))
     return None
+
+
+def _mixed(sign: str, whole: str, num: str, den: str) -> Fraction | None:
+    """A mixed number: whole and num/den, the sign applying to both (-2 1/2 is -5/2)."""
+    frac = _ratio("", num, den)
+    return None if frac is None else (-1 if sign == "-" else 1) * (int(whole) + frac)
 
 
 def _ratio(sign: str, num: str, den: str) -> Fraction | None:
