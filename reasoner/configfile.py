@@ -212,20 +212,23 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     result, not after each override: ``train.policy.batch_size=2`` then
     ``train.policy.micro_batch_size=2`` is accepted though the first alone (micro batch 8) is not.
     A bad override is named in the error."""
-    data, refused = to_mapping(config), []
+    start, parsed, refused = config, [], []
     for text in overrides:
         for path, value in parse_override(text):
+            parsed.append((path, value))
             try:
                 config = _set(config, path, value)
             except ConfigError as err:
                 refused.append(ConfigError(f"--set {text}: {err}"))
-            node = data
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = value
     if not refused:
         return config
-    try:  # refused one at a time; together, once every override is in, the checks may pass
+    data = to_mapping(start)  # refused one at a time; together, once every override is in, the checks may pass
+    for path, value in parsed:
+        node = data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    try:
         return from_mapping(data, warn=False)
     except ConfigError:
         raise refused[0] from None
