@@ -3,13 +3,12 @@ recipe (configs/default.toml, rft-code) that selects training samples by them.""
 
 import json
 
-from tinyrun import TINY_SAMPLES, Scripted, as_sets
+from tinyrun import TINY_SAMPLES, Scripted, as_sets, train_answers
 from typer.testing import CliRunner
 
 from reasoner.cli import app
 from reasoner.config import LabelConfig, ToolsConfig
 from reasoner.generation import BACKENDS
-from reasoner.tasks import get_pack
 
 runner = CliRunner()
 
@@ -120,11 +119,8 @@ def _default_run_scripted(tmp_path, answer_text, extra=()) -> tuple[list[dict], 
     ``answer_text(answer, call)`` writes; its correct rollouts, labels and train metrics."""
     from pathlib import Path
 
-    from reasoner import seeding
-
     default = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
-    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
-    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+    gold = train_answers()
     calls = iter(range(10_000))
 
     def script(context: str) -> str:

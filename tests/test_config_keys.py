@@ -11,13 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tinyrun import TINY_SAMPLES, Scripted, as_sets
+from tinyrun import TINY_SAMPLES, Scripted, as_sets, train_answers
 from typer.testing import CliRunner
 
-from reasoner import seeding
 from reasoner.cli import app
 from reasoner.generation import BACKENDS
-from reasoner.tasks import get_pack
 
 MC = [
     *TINY_SAMPLES,
@@ -50,12 +48,6 @@ def ran(run: Path, sets: list[str]) -> tuple[list[dict], dict[str, list[float]],
     labels = {lab["trajectory_id"]: lab["labels"] for lab in rows(run / "iter_0001" / "labels.jsonl")}
     manifest = json.loads((run / "manifest.json").read_text())["iterations"]["1"]
     return rows(run / "iter_0001" / "rollouts.jsonl"), labels, manifest
-
-
-def train_answers() -> dict[str, str]:
-    """The gold answer of each training problem of TINY_SAMPLES' first iteration, by question."""
-    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
-    return {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
 
 
 @pytest.fixture
@@ -225,8 +217,7 @@ def test_judge_resets_resample_the_steps_the_judge_calls_bad(tmp_path):
     again (StepWiser's reset). The stand-in policy's first step of each problem is false
     ("2 + 2 = 5"), every later one true; the stand-in judge calls a false claim bad. Without a
     reset the false step leads both kept beams; with one, no solution holds it."""
-    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
-    gold = {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+    gold = train_answers()
 
     def script_for(seen: set):
         def script(context: str) -> str:

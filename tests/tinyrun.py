@@ -23,6 +23,17 @@ TINY_SAMPLES = [
 ]
 
 
+def train_answers() -> dict[str, str]:
+    """The gold answer of each training problem of TINY_SAMPLES' first iteration (run.seed 3,
+    8 `arith` problems of the default difficulty), by question: what a scripted stand-in policy
+    needs to answer right."""
+    from reasoner import seeding
+    from reasoner.tasks import get_pack
+
+    pack = get_pack("arith", prompt="zeroshot", difficulty={"steps": 2, "max_number": 10, "ops": "+-"})
+    return {p.question: p.answer for p in pack.problems("train", 8, seeding.derive(3, "train", 1))}
+
+
 def as_sets(keys: list[str]) -> list[str]:
     """``["a.b=1", ...]`` -> ``["--set", "a.b=1", ...]``."""
     return [x for kv in keys for x in ("--set", kv)]
