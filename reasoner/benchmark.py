@@ -19,12 +19,13 @@ from typing import Any
 from reasoner import config as cfg
 from reasoner import evaluate as scores
 from reasoner import seeding, tools
+from reasoner.atomic import atomic_write_json
 from reasoner.console import progress, say
 from reasoner.errors import UserError
 from reasoner.evaldata import level_of, load_problems
 from reasoner.generation import Sampling
 from reasoner.records import Problem, Trajectory, iter_objects
-from reasoner.run import ChunkStore, RunDir, atomic_write_json
+from reasoner.run import ChunkStore, RunDir
 from reasoner.session import Session
 
 # Tokens a pack's answers need (evaluate.max_new_tokens = 0 picks these): measured with the

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from reasoner.run import atomic_write_text
+from reasoner.atomic import atomic_write_text
 from reasoner.tasks import PACKS, get_pack
 from reasoner.verifiers.grade import grade_file
 

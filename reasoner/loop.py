@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 from reasoner import launch, phases
+from reasoner.atomic import atomic_write_json, atomic_write_jsonl
 from reasoner.config import Config, ConfigError
 from reasoner.console import say
 from reasoner.ranks import LaunchError, barrier
 from reasoner.recipes import Phase, get_phase, get_recipe, phases_of
-from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError, atomic_write_json, atomic_write_jsonl
+from reasoner.run import FAILED, INTERRUPTED, RunDir, RunError
 from reasoner.session import Session
 
 BASELINE = 0  # iteration number of the starting model's evaluation

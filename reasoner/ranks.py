@@ -74,7 +74,7 @@ def barrier() -> None:
 def install_dir(tmp: Path, target: Path) -> None:
     """Make the filled folder ``tmp`` become ``target``: its files synced to disk, then renamed
     into place (an older ``target`` moved aside first and removed), the parent synced. Shared by
-    `reasoner.run.atomic_dir` (one process) and `shared_dir` (rank 0 of a job)."""
+    `reasoner.atomic.atomic_dir` (one process) and `shared_dir` (rank 0 of a job)."""
     for f in tmp.rglob("*"):
         if f.is_file():
             with open(f, "rb") as handle:
@@ -96,7 +96,7 @@ def install_dir(tmp: Path, target: Path) -> None:
 
 @contextmanager
 def shared_dir(target: Path, ranks: Ranks) -> Iterator[Path]:
-    """`reasoner.run.atomic_dir` for all ranks at once: rank 0 makes one temporary folder
+    """`reasoner.atomic.atomic_dir` for all ranks at once: rank 0 makes one temporary folder
     beside ``target`` (a fixed name, so every rank finds it), every rank writes its part, and
     after a barrier rank 0 renames it into place; no rank leaves before the rename."""
     target = Path(target)

@@ -2,7 +2,7 @@
 
 Each record is a dataclass whose fields carry a JSON type; `read_jsonl` checks every field of
 every line and fails with the file, the line number and the field, so a bad line never turns
-into a silent default. Writing goes through `reasoner.run.atomic_write_jsonl`, so a failure
+into a silent default. Writing goes through `reasoner.atomic.atomic_write_jsonl`, so a failure
 while writing leaves the earlier file in place.
 """
 

@@ -10,11 +10,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from reasoner.atomic import atomic_write_text
 from reasoner.errors import UnknownName
 from reasoner.loop import evaluates
 from reasoner.recipes import ALL_PHASES as PHASE_ORDER
 from reasoner.recipes import phases_of
-from reasoner.run import RunDir, atomic_write_text
+from reasoner.run import RunDir
 
 # narrow enough for 80 columns
 SHORT = {"complete": "done", "running": "running", "pending": "-", "failed": "FAILED", "interrupted": "intr"}

@@ -5,8 +5,9 @@
     runs/NAME/metrics.jsonl    one line per logged event
     runs/NAME/iter_0001/...    the phases' artefacts
 
-Every write is atomic (temporary file in the same folder, fsync, rename), so a SIGKILL leaves
-either the old file or the new one. A phase is marked complete only after its artefacts exist.
+Every write is atomic (`reasoner.atomic`: temporary file in the same folder, fsync, rename), so
+a SIGKILL leaves either the old file or the new one. A phase is marked complete only after its
+artefacts exist.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,69 +24,17 @@ from typing import Any
 
 from reasoner import config as cfg
 from reasoner import integrity, writer_lock
+from reasoner.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from reasoner.errors import UserError
-from reasoner.ranks import Ranks, barrier, install_dir, shared_dir
-from reasoner.records import R, iter_jsonl, jsonl_text
+from reasoner.ranks import Ranks, barrier, shared_dir
+from reasoner.records import R, iter_jsonl
 
 PENDING, RUNNING, COMPLETE = "pending", "running", "complete"
 FAILED, INTERRUPTED = "failed", "interrupted"  # a phase that raised; one whose process died
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunError(UserError, ValueError):
     """A run directory that cannot be used as asked (config mismatch, missing phase output)."""
-
-
-# --------------------------------------------------------------------------- atomic writes
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write_jsonl(path: Path, records: Iterable[Any]) -> None:
-    atomic_write_text(path, jsonl_text(records))
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target``."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        install_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _now() -> str:

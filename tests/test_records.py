@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from reasoner.atomic import atomic_write_jsonl
 from reasoner.records import Pair, Problem, RecordError, Trajectory, Tree, TreeNode, from_dict, read_jsonl, to_line
-from reasoner.run import atomic_write_jsonl
 
 
 def test_round_trip_every_record(tmp_path):
