@@ -96,6 +96,14 @@ def rows_of(path: Path) -> Iterator[Row]:
         yield Row(fields, path, number, "row")
 
 
+# Field names data sets give their questions and answers (MATH's "problem", AIME's "Problem",
+# BIG-Bench's "input"/"target"): named in the error when the asked-for field is missing.
+_ALIASES = {
+    "question": ("problem", "Problem", "question", "Question", "input", "query", "prompt", "instruction"),
+    "answer": ("answer", "Answer", "final_answer", "target", "label", "output", "solution"),
+}
+
+
 def load_problems(
     path: Path, *, pack: str, question: str = "question", answer: str = "answer", limit: int | None = None
 ) -> list[Problem]:
@@ -109,10 +117,12 @@ def load_problems(
             if missing:
                 expected = ", ".join(names)
                 found = ", ".join(sorted(row)) or "none"
+                alias = next((name for name in _ALIASES[role] if name in row), None)
+                hint = f" (pass --{role} {alias} to read it from {alias!r})" if alias else ""
                 raise row.error(
                     missing[0],
                     f"missing; the {role} ({'--' + role} {(question if role == 'question' else answer)!r}) "
-                    f"needs field(s) {expected}; this {row.unit} has {found}",
+                    f"needs field(s) {expected}; this {row.unit} has {found}{hint}",
                 )
         text = fill(question, row)
         gold = gold_answer(fill(answer, row))

@@ -113,6 +113,7 @@ def test_a_file_without_the_named_fields_is_refused_naming_file_line_and_fields(
     assert result.exit_code == 2, result.output
     assert f"{f}:2: field 'question'" in text and "needs field(s) question" in text
     assert "this line has problem, solution" in text
+    assert "(pass --question problem to read it from 'problem')" in text  # MATH's name for it
     result = runner.invoke(
         app, ["evaluate", "--model", "tiny", "--data", str(f), "--question", "{problem}", "--answer", "{target}"]
     )

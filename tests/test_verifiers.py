@@ -187,6 +187,23 @@ def test_flexible_falls_back_to_the_last_number():
     assert flexible("no digits") is None
 
 
+@pytest.mark.parametrize(
+    ("text", "gold"),
+    [
+        # a TeX fraction or root is one number: the last number is not its denominator
+        ("So, $\\frac{1}{2}+\\frac{1}{2}=\\frac{3}{4}$.", "3/4"),
+        ("so x = -\\dfrac{3}{4}", "-0.75"),
+        ("which gives \\tfrac12 of it", "1/2"),
+        ("we get $2\\sqrt{2}$", "2\\sqrt{2}"),
+        ("we get \\sqrt3", "\\sqrt{3}"),
+    ],
+)
+def test_flexible_reads_a_tex_number_whole(text, gold):
+    found = get_extractor("flexible")(text)
+    assert get_verifier("math")(gold, found).status == C, found
+    assert get_verifier("math")("2", found).status == I  # the old reading: the trailing digit
+
+
 # Answers stated in prose, judged as the loop judges them (flexible extractor, gold-aware).
 PROSE = [
     # a marker followed by more words

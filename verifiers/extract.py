@@ -2,7 +2,8 @@
 
 - ``strict``: only an explicit final-answer marker counts (``\\boxed{}``, "The answer is",
   "Answer:" and Markdown's "**Answer:**", "A:", "**Final Answer**").
-- ``flexible``: the strict markers first, else the last number in the text.
+- ``flexible``: the strict markers first, else the last number in the text (a TeX fraction or
+  root counts as one number: ``\\frac{1}{2}`` gives 1/2's TeX, not its denominator).
 
 Models correct themselves, so the last marker in the text wins. A marked answer runs to the end
 of its sentence, less a trailing clause ("The answer is 42 units, as computed above" gives
@@ -20,6 +21,11 @@ from reasoner.registry import Registry
 MAX_TEXT = 20_000  # longer outputs are judged on their tail only
 
 _NUMBER = re.compile(r"(?:-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)(?:\s?\\?%)?")
+# A TeX number is one number, not the digits in it: "\frac{1}{2}" is 1/2, not 2.
+_TEX_NUMBER = re.compile(
+    r"-?\$?\d*\\(?:[dt]?frac(?:\{[^{}$]+\}\{[^{}$]+\}|\d\d)|sqrt(?:\{[^{}$]+\}|\d))"
+)
+_LAST_NUMBER = re.compile(f"{_TEX_NUMBER.pattern}|{_NUMBER.pattern}")
 # Markers after which the answer follows; the answer runs to the end of its sentence or line.
 _MARKERS = [
     re.compile(r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*", re.I),
@@ -102,7 +108,7 @@ def flexible(text: str) -> str | None:
     found = strict(text)
     if found:
         return found
-    numbers = _NUMBER.findall(text[-MAX_TEXT:])
+    numbers = _LAST_NUMBER.findall(text[-MAX_TEXT:])
     return numbers[-1].rstrip(".,") if numbers else None
 
 
