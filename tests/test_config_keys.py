@@ -4,8 +4,9 @@ checked against the artefacts the run wrote: reward shaping (`label.shaping`,
 temperature (`label.mc_temperature`), the implicit PRM's starting weights
 (`label.reward_model`), the prompt length cap (`model.max_prompt_tokens`), StepWiser's target
 rule (`label.judge_rule`, `label.judge_tau`) and reset (`search.judge_resets`), the warm-up
-(`train.policy.warmup_steps`), MCTS's root noise (`search.mcts_dirichlet_weight`, `_alpha`) and
-token budget (`search.mcts_token_budget`)."""
+(`train.policy.warmup_steps`), AdamW's weight decay and gradient clipping
+(`train.policy.weight_decay`, `max_grad_norm`), MCTS's exploration constant (`search.mcts_c`),
+root noise (`search.mcts_dirichlet_weight`, `_alpha`) and token budget (`search.mcts_token_budget`)."""
 
 import json
 from pathlib import Path
@@ -291,3 +292,82 @@ def test_mcts_token_budget_stops_each_problems_search(tmp_path):
         ]
     assert len(spent[10]) == 4 and all(10 <= s < 10 + 2 * 4 for s in spent[10]), spent
     assert all(s >= 10 + 2 * 4 for s in spent[0]), spent  # without the cap every tree grew past it
+
+
+def _trained_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "iter_0001" / "policy" / "model.safetensors"))
+
+
+def test_weight_decay_and_max_grad_norm_act_on_the_policys_update(scripted_run, tmp_path):
+    """One full fine-tuning step (`train.policy.lora_rank = 0`) of AdamW (Loshchilov and Hutter
+    2019) from the tiny model's weights W0: w = W0 (1 - lr wd) - lr u, u = m / (sqrt(v) + eps),
+    so the run with `train.policy.weight_decay` = 0.5 differs from the one without by exactly
+    -lr 0.5 W0, whatever u is. Adam's first step is g / (|g| + eps) ~ +-1 an element, of any
+    gradient's scale; `train.policy.max_grad_norm` = 1e-10 scales the gradient far below eps
+    (1e-8), so no weight moves by more than lr / 100."""
+    import torch
+
+    from reasoner import models
+
+    lr = 1e-3
+    sets = ["train.policy.lora_rank=0", f"train.policy.learning_rate={lr}", "train.policy.max_steps=1"]
+    sets += ["train.policy.warmup_steps=0", 'label.labellers=["code"]']
+    write = lambda answer, call: f"The answer is {answer}."  # noqa: E731
+    weights = {}
+    runs = {
+        "plain": ["train.policy.max_grad_norm=0"],
+        "decay": ["train.policy.max_grad_norm=0", "train.policy.weight_decay=0.5"],
+        "clipped": ["train.policy.max_grad_norm=1e-10"],
+    }
+    for name, extra in runs.items():
+        _, _, manifest = scripted_run(name, write, [*sets, *extra])
+        assert manifest["train"]["metrics"]["steps"] == 1
+        weights[name] = _trained_weights(tmp_path / name)
+    start = {n: p.detach() for n, p in models.tiny_model(0).named_parameters()}
+    moved = clipped = 0.0
+    for name, w0 in start.items():
+        key = name if name in weights["plain"] else next(k for k in weights["plain"] if k.endswith(name))
+        plain, decay, clip = weights["plain"][key], weights["decay"][key], weights["clipped"][key]
+        torch.testing.assert_close(decay - plain, -lr * 0.5 * w0, atol=1e-7, rtol=0)
+        moved = max(moved, float((plain - w0).abs().max()))
+        clipped = max(clipped, float((clip - w0).abs().max()))
+    assert moved > 0.5 * lr and clipped < lr / 100, (moved, clipped)
+    logged = [r for r in rows(tmp_path / "clipped" / "metrics.jsonl") if r.get("phase") == "train" and "grad_norm" in r]
+    assert logged and all(r["grad_norm"] > 1e-10 for r in logged)  # the norm before clipping
+
+
+def test_mcts_c_weighs_exploration_against_the_values_found(tmp_path):
+    """PUCT: score = Q + c P sqrt(N) / (1 + n), first child on ties. Without a value model a
+    new partial step is worth 0.5, so every Q is 0.5 until a wrong answer (0) is reached. Each
+    simulation expands one node into 3 children with consecutive ids, so a tree's expansion
+    order is the parents of nodes 1, 4, 7, ... With `search.mcts_c` = 0 the search is greedy on
+    Q: after the root it expands node 1, then node 1's first child (node 4) unless one of its
+    children already ended wrong. With c = 100 the priors decide: the next three expansions are
+    the root's children in falling order of prior."""
+    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=6"]
+    sets += ["search.mcts_expansions=3", "search.max_steps=4", "search.step_tokens=4", "search.mcts_value=none"]
+    sets += ["train.policy.max_steps=1", "task.train_size=4"]
+    trees = {}
+    for c in (0.0, 100.0):
+        run = tmp_path / str(c)
+        got = iterate(run, [*sets, f"search.mcts_c={c}"])
+        assert got.exit_code == 0, got.output
+        trees[c] = [t["nodes"] for t in rows(run / "iter_0001" / "trees.jsonl")]
+    assert len(trees[0.0]) == len(trees[100.0]) == 4
+    greedy_deeper = 0
+    for nodes in trees[0.0]:
+        order = [nodes[i]["parent"] for i in range(1, len(nodes), 3)]
+        assert order[:2] == [0, 1], order
+        if not any(nodes[i]["terminal"] for i in (4, 5, 6)):
+            assert order[2] == 4, order
+            greedy_deeper += 1
+    assert greedy_deeper >= 2
+    for nodes in trees[100.0]:
+        order = [nodes[i]["parent"] for i in range(1, len(nodes), 3)]
+        by_prior = sorted((1, 2, 3), key=lambda k: -nodes[k]["prior"])
+        assert order[:4] == [0, *by_prior], (order, [nodes[k]["prior"] for k in (1, 2, 3)])
+    assert any(max((1, 2, 3), key=lambda k: t[k]["prior"]) != 1 for t in trees[100.0])  # orders differ
+    # the same samples under both: the priors of the root's children agree, the orders do not
+    assert [[n["prior"] for n in t[1:4]] for t in trees[0.0]] == [[n["prior"] for n in t[1:4]] for t in trees[100.0]]
