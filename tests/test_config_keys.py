@@ -252,20 +252,25 @@ def test_judge_resets_resample_the_steps_the_judge_calls_bad(tmp_path):
     assert all(t.startswith("2 + 2 = 4\n") for t in texts[1])
 
 
+def mcts_trees(run: Path, simulations: int, expansions: int, max_steps: int, step_tokens: int, sets: list[str]):
+    """One iteration of MCTS without a value model on 4 tiny problems; each tree's nodes."""
+    base = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", f"search.mcts_simulations={simulations}"]
+    base += [f"search.mcts_expansions={expansions}", f"search.max_steps={max_steps}"]
+    base += [f"search.step_tokens={step_tokens}", "search.mcts_value=none", "train.policy.max_steps=1"]
+    got = iterate(run, [*base, "task.train_size=4", *sets])
+    assert got.exit_code == 0, got.output
+    return [t["nodes"] for t in rows(run / "iter_0001" / "trees.jsonl")]
+
+
 def test_dirichlet_noise_at_the_mcts_root_follows_its_weight_and_alpha(tmp_path):
     """AlphaZero's root noise: prior = (1 - w) P + w n, n ~ Dir(alpha), P the priors without
     noise (w = 0, the same sampled children). A large alpha gives n close to uniform (1/m
     each), a tiny one puts nearly all of n on one child."""
-    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=3"]
-    sets += ["search.mcts_expansions=3", "search.max_steps=2", "search.step_tokens=6", "search.mcts_value=none"]
-    sets += ["train.policy.max_steps=1", "task.train_size=4"]
     roots = {}
     for name, w, alpha in (("plain", 0.0, 0.3), ("flat", 0.5, 1000.0), ("peaked", 0.5, 0.01)):
-        run = tmp_path / name
-        got = iterate(run, [*sets, f"search.mcts_dirichlet_weight={w}", f"search.mcts_dirichlet_alpha={alpha}"])
-        assert got.exit_code == 0, got.output
-        trees = rows(run / "iter_0001" / "trees.jsonl")
-        roots[name] = [[n for n in t["nodes"] if n["parent"] == 0] for t in trees]
+        noise = [f"search.mcts_dirichlet_weight={w}", f"search.mcts_dirichlet_alpha={alpha}"]
+        trees = mcts_trees(tmp_path / name, 3, 3, 2, 6, noise)
+        roots[name] = [[n for n in nodes if n["parent"] == 0] for nodes in trees]
     assert len(roots["plain"]) == 4
     for plain, flat, peaked in zip(roots["plain"], roots["flat"], roots["peaked"], strict=True):
         assert [n["step"] for n in plain] == [n["step"] for n in flat] == [n["step"] for n in peaked]
@@ -278,18 +283,11 @@ def test_dirichlet_noise_at_the_mcts_root_follows_its_weight_and_alpha(tmp_path)
 def test_mcts_token_budget_stops_each_problems_search(tmp_path):
     """`search.mcts_token_budget`: a tree stops expanding once its steps hold that many tokens;
     the last expansion may pass it by at most expansions x step_tokens (2 x 4)."""
-    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=40"]
-    sets += ["search.mcts_expansions=2", "search.max_steps=3", "search.step_tokens=4", "search.mcts_value=none"]
-    sets += ["train.policy.max_steps=1", "task.train_size=4"]
     spent = {}
     for budget in (0, 10):
-        run = tmp_path / str(budget)
-        got = iterate(run, [*sets, f"search.mcts_token_budget={budget}"])
-        assert got.exit_code == 0, got.output
-        spent[budget] = [
-            sum(n["token_end"] - n["token_start"] for n in t["nodes"] if n["parent"] is not None)
-            for t in rows(run / "iter_0001" / "trees.jsonl")
-        ]
+        trees = mcts_trees(tmp_path / str(budget), 40, 2, 3, 4, [f"search.mcts_token_budget={budget}"])
+        steps = [[n for n in nodes if n["parent"] is not None] for nodes in trees]
+        spent[budget] = [sum(n["token_end"] - n["token_start"] for n in tree) for tree in steps]
     assert len(spent[10]) == 4 and all(10 <= s < 10 + 2 * 4 for s in spent[10]), spent
     assert all(s >= 10 + 2 * 4 for s in spent[0]), spent  # without the cap every tree grew past it
 
@@ -346,15 +344,7 @@ def test_mcts_c_weighs_exploration_against_the_values_found(tmp_path):
     Q: after the root it expands node 1, then node 1's first child (node 4) unless one of its
     children already ended wrong. With c = 100 the priors decide: the next three expansions are
     the root's children in falling order of prior."""
-    sets = [*TINY_SAMPLES, "run.iterations=1", "generate.searcher=mcts", "search.mcts_simulations=6"]
-    sets += ["search.mcts_expansions=3", "search.max_steps=4", "search.step_tokens=4", "search.mcts_value=none"]
-    sets += ["train.policy.max_steps=1", "task.train_size=4"]
-    trees = {}
-    for c in (0.0, 100.0):
-        run = tmp_path / str(c)
-        got = iterate(run, [*sets, f"search.mcts_c={c}"])
-        assert got.exit_code == 0, got.output
-        trees[c] = [t["nodes"] for t in rows(run / "iter_0001" / "trees.jsonl")]
+    trees = {c: mcts_trees(tmp_path / str(c), 6, 3, 4, 4, [f"search.mcts_c={c}"]) for c in (0.0, 100.0)}
     assert len(trees[0.0]) == len(trees[100.0]) == 4
     greedy_deeper = 0
     for nodes in trees[0.0]:
