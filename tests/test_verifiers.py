@@ -94,11 +94,23 @@ TABLE = [
     ("9:00", "9", I),
     ("6", "six", C),
     ("6", "seven", I),
+    # scale words and signs written out
+    ("1000000", "1 million", C),
+    ("1500000", "$1.5 million dollars", C),
+    ("2", "2 million", I),
+    ("3000", "3 thousand", C),
+    ("-2", "negative 2", C),
+    ("-2.5", "minus 2.5", C),
+    ("2", "negative 2", I),
     ("[1,2]", "x \\in [1,2]", C),
     ("x \\in [1,2]", "[1,2)", I),
     ("\\text{Monday}", "monday", C),
     ("\\text{east}", "The East", C),
     ("\\text{yes}", "no", I),
+    ("False", "no", C),  # StrategyQA's golds answered yes or no
+    ("True", "Yes", C),
+    ("True", "no", I),
+    ("yes", "true", C),
     # hedges and empties
     ("12", "12 or 13", I),
     ("12", "12 \\text{ or } 13", I),

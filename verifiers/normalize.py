@@ -61,13 +61,26 @@ def clean(text: str) -> str:
     return s.rstrip(".").strip()
 
 
+# "1.5 million" is 1500000, "negative 2" is -2: written out before any unit word is dropped
+_SCALE = re.compile(r"^(\d[\d,]*(?:\.\d+)?|\.\d+)\s*(thousand|million|billion|trillion)\b", re.I)
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SIGN_WORD = re.compile(r"^(?:negative|minus)\s+(?=[\d.])", re.I)
+
+
+def _scaled(m: re.Match) -> str:
+    value = parse_number(m.group(1))
+    return m.group(0) if value is None else str(value * _SCALES[m.group(2).lower()])
+
+
 def strip_units(s: str) -> tuple[str, dict[str, bool]]:
-    """Remove money signs, percent, degrees and trailing unit words from a number."""
+    """Remove money signs, percent, degrees and trailing unit words from a number; a scale word
+    ("1.5 million") multiplies it, "negative"/"minus" before it is its sign."""
     flags = {"percent": bool(_PERCENT.search(s)), "degrees": bool(_DEGREES.search(s))}
     s = _MONEY.sub("", s)
     s = _PERCENT.sub("", s)
     s = _DEGREES.sub("", s)
-    s = s.strip()
+    s = _SIGN_WORD.sub("-", s.strip())
+    s = _SCALE.sub(_scaled, s).strip()
     stripped = _UNIT_WORDS.sub("", s).strip()
     if stripped != s and parse_number(stripped) is not None:
         s = stripped
@@ -136,8 +149,12 @@ def text_key(s: str) -> str:
     s = clean(s).lower()
     s = re.sub(r"\\[a-z]+", " ", s)
     s = re.sub(r"[^a-z0-9 ]", " ", s)
-    words = [w for w in s.split() if w not in {"the", "a", "an"}]
+    words = [_BOOLEAN.get(w, w) for w in s.split() if w not in {"the", "a", "an"}]
     return " ".join(words)
+
+
+# a yes/no question's gold is often written True/False (StrategyQA) and answered yes or no
+_BOOLEAN = {"true": "yes", "false": "no"}
 
 
 def is_textual(s: str) -> bool:
