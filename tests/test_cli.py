@@ -175,13 +175,16 @@ def test_grade_writes_verdicts_and_a_summary(tmp_path):
         {"prediction": "So the total is 42 dollars.", "gold": 42},  # a one-line sentence, a numeric gold
         {"prediction": "The answer is 145 apples, as counted.", "gold": 145.0},
         {"prediction": "either 4 or 5", "gold": "5"},
+        {"prediction": "No.", "gold": False},  # StrategyQA stores its golds as booleans
+        {"prediction": "The answer is yes.", "gold": False},
     ]
     src.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["grade", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["verdict"] for r in rows] == ["correct", "incorrect", "incorrect", "correct", "correct", "incorrect"]
+    verdicts = ["correct", "incorrect", "incorrect", "correct", "correct", "incorrect", "correct", "incorrect"]
+    assert [r["verdict"] for r in rows] == verdicts
     assert rows[3]["answer"] == "42" and rows[4]["answer"] == "145 apples"
     assert rows[1]["reason"].startswith("hedged") and rows[0]["answer"] == "\\frac{1}{2}"
     assert "gsm8k" in result.output and "verdicts" in result.output

@@ -84,7 +84,8 @@ def test_gold_answers_are_recognised_as_the_standard_sets_write_them():
     assert gold_answer("so it is $\\boxed{\\frac{1}{2}}$.") == "\\frac{1}{2}"
     assert gold_answer(145.0) == "145" and gold_answer(2.5) == "2.5" and gold_answer(3) == "3"
     assert gold_answer("9 (apples)") == "9 (apples)"  # the verifier judges it, not a string match
-    assert gold_answer(True) is None and gold_answer(None) is None
+    assert gold_answer(True) == "True" and gold_answer(False) == "False"  # StrategyQA's, matched by yes/no
+    assert gold_answer(None) is None and gold_answer([1]) is None
 
 
 def test_field_templates_build_questions_from_several_fields(tmp_path):

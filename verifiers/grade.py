@@ -33,9 +33,10 @@ def answer_of(prediction: str, gold: str = "") -> str | None:
 
 
 def gold_text(value: Any) -> str | None:
-    """A gold answer as text: numbers stored as numbers (3, 145.0) are accepted as written."""
+    """A gold answer as text: numbers stored as numbers (3, 145.0) are accepted as written, a
+    boolean (StrategyQA's ``"answer": true``) as True or False, which yes and no match."""
     if isinstance(value, bool):
-        return None
+        return str(value)
     if isinstance(value, int | float):
         return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     return value if isinstance(value, str) else None
