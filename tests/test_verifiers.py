@@ -111,6 +111,8 @@ TABLE = [
     ("True", "Yes", C),
     ("True", "no", I),
     ("yes", "true", C),
+    ("no", "No.", C),
+    ("no", "yes", I),
     # hedges and empties
     ("12", "12 or 13", I),
     ("12", "12 \\text{ or } 13", I),
@@ -124,6 +126,12 @@ def test_verdict_table(gold, prediction, expected):
     verdict = get_verifier("math")(gold, prediction)
     assert verdict.status == expected, f"{gold!r} vs {prediction!r}: {verdict}"
     assert verdict.reason
+
+
+@pytest.mark.parametrize(("gold", "prediction"), [("no", "yes"), ("False", "yes"), ("True", "no")])
+def test_yes_no_answers_are_decided_without_the_symbolic_checker(gold, prediction):
+    assert get_verifier("numeric")(gold, prediction).status == I
+    assert get_verifier("numeric")(gold, "yes" if prediction == "no" else "no").status == C
 
 
 HOSTILE = [
