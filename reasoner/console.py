@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)  # progress, logs and errors
-out = Console()  # results (tables, JSON): stdout, so they can be piped
+# results (tables, JSON): stdout, so they can be piped. Piped into a file or a pager a table is
+# as wide as its content (up to 200 columns) instead of rich's 80, which cut `reasoner runs`'
+# phase columns to "gen…"; $COLUMNS still decides where it is set.
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 LOG_EVERY = 30.0
 
 

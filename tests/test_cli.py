@@ -78,6 +78,24 @@ def test_phase_commands_read_the_previous_phase(tmp_path):
     assert "done" in listing.output and "│ -" in listing.output
 
 
+def test_runs_piped_into_a_file_keeps_its_table_whole(tmp_path):
+    """Rich draws 80 columns where stdout is no terminal; `reasoner runs > status.txt` cut its
+    phase columns to "gen…". Piped, the table is as wide as its content."""
+    import os
+    import subprocess
+    import sys
+
+    name = "a-long-run-name-as-ablations-get-them-lr2e-4-epochs2-seed1"
+    run = tmp_path / name
+    assert runner.invoke(app, ["generate", "--run", str(run), *TINY]).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    cmd = [sys.executable, "-m", "reasoner.cli", "runs", "--root", str(tmp_path)]
+    table = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    lines = table.splitlines()
+    assert any(f"{name} (rft)" in line and "done" in line for line in lines), table
+    assert all(w in table for w in ("generate", "verify", "evaluate")) and "…" not in table
+
+
 def test_evaluate_every_skips_evaluations_that_the_evaluate_command_still_runs(tmp_path):
     run = tmp_path / "r"
     keys = [*TINY, "--set", "run.iterations=3", "--set", "run.baseline_eval=true", "--set", "evaluate.every=2"]
