@@ -216,6 +216,8 @@ def test_flexible_falls_back_to_the_last_number():
         ("which gives \\tfrac12 of it", "1/2"),
         ("we get $2\\sqrt{2}$", "2\\sqrt{2}"),
         ("we get \\sqrt3", "\\sqrt{3}"),
+        ("so x = \u22123/4", "-0.75"),  # a unicode minus is a sign in the fallback too
+        ("so x = \u2212\\frac{3}{4}", "-0.75"),
     ],
 )
 def test_flexible_reads_a_tex_number_whole(text, gold):

@@ -20,9 +20,9 @@ from reasoner.registry import Registry
 
 MAX_TEXT = 20_000  # longer outputs are judged on their tail only
 
-_NUMBER = re.compile(r"(?:-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)(?:\s?\\?%)?")
+_NUMBER = re.compile(r"(?:[-\u2212]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-\u2212]?\.\d+)(?:\s?\\?%)?")  # \u2212: −
 # A TeX number is one number, not the digits in it: "\frac{1}{2}" is 1/2, not 2.
-_TEX_NUMBER = re.compile(r"-?\$?\d*\\(?:[dt]?frac(?:\{[^{}$]+\}\{[^{}$]+\}|\d\d)|sqrt(?:\{[^{}$]+\}|\d))")
+_TEX_NUMBER = re.compile(r"[-\u2212]?\$?\d*\\(?:[dt]?frac(?:\{[^{}$]+\}\{[^{}$]+\}|\d\d)|sqrt(?:\{[^{}$]+\}|\d))")
 _LAST_NUMBER = re.compile(f"{_TEX_NUMBER.pattern}|{_NUMBER.pattern}")
 # Markers after which the answer follows; the answer runs to the end of its sentence or line.
 _MARKERS = [
