@@ -72,6 +72,9 @@ def test_numeric_golds_are_accepted_by_the_packs(tmp_path):
     assert [p.answer for p in get_pack("math", source=str(tmp_path)).problems("test", 2, 0)] == ["2", "145"]
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q?", "answer": 7}) + "\n")
     assert get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)[0].answer == "7"
+    # a boolean (StrategyQA's golds) is True or False, which yes and no match; never the 1 of int(True)
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q?", "answer": True}) + "\n")
+    assert get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)[0].answer == "True"
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q?", "answer": [1]}) + "\n")
     with pytest.raises(PackError, match="row 1: field 'answer'"):
         get_pack("gsm8k", source=str(tmp_path)).problems("test", 1, 0)
