@@ -111,7 +111,7 @@ def quick(gold: str, prediction: str | None) -> Verdict | None:
         if (pflags["percent"] or gflags["percent"]) and (pn / 100 == gn or gn / 100 == pn):
             return Verdict(CORRECT, "equal numbers (percent)")
         return Verdict(INCORRECT, f"{pn} != {gn}")
-    if is_textual(grhs) or text_key(grhs) == "no":  # "no": a word answer too short for is_textual
+    if is_textual(grhs):
         if text_key(grhs) == text_key(prhs):
             return Verdict(CORRECT, "text answer")
         if states_text(prhs, grhs):

@@ -144,6 +144,10 @@ def _ratio(sign: str, num: str, den: str) -> Fraction | None:
     return Fraction(-n if sign == "-" else n, d)
 
 
+# a yes/no question's gold is often written True/False (StrategyQA) and answered yes or no
+_BOOLEAN = {"true": "yes", "false": "no"}
+
+
 def text_key(s: str) -> str:
     """A text answer reduced to lowercase letters and digits, articles dropped."""
     s = clean(s).lower()
@@ -153,13 +157,12 @@ def text_key(s: str) -> str:
     return " ".join(words)
 
 
-# a yes/no question's gold is often written True/False (StrategyQA) and answered yes or no
-_BOOLEAN = {"true": "yes", "false": "no"}
-
-
 def is_textual(s: str) -> bool:
-    """A word answer (Monday, east, yes): letters, at least one word of 3+, no math."""
+    """A word answer (Monday, east, yes, no): letters, at least one word of 3+ (or the answer
+    "no"), no math."""
     c = clean(s)
+    if c.lower() == "no":
+        return True
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z '\-]*", c)) and bool(re.search(r"[A-Za-z]{3,}", c))
 
 
